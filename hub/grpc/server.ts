@@ -1,0 +1,181 @@
+import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { open } from 'node:fs/promises';
+import type { Logger } from '../../src/log.js';
+import { sha256 } from '../../src/chunking/manifest.js';
+import { channelOptions, dataPlane, type LibraryHandlers } from '../../src/protocol/data-plane.js';
+import { chunkService, type ChunkServiceStats, type ChunkSource } from '../../src/transfer/chunk-service.js';
+import type { ChangesRequest__Output } from '../../src/generated/firefly/v1/ChangesRequest.js';
+import type { ChangesReply } from '../../src/generated/firefly/v1/ChangesReply.js';
+import type { ManifestRequest__Output } from '../../src/generated/firefly/v1/ManifestRequest.js';
+import type { TrackManifest } from '../../src/generated/firefly/v1/TrackManifest.js';
+import type { LibraryEntry } from '../../src/generated/firefly/v1/LibraryEntry.js';
+import type { Catalogue, EntryRow } from '../library/catalogue.js';
+
+export const DEFAULT_CHANGES_PAGE = 500;
+export const MAX_CHANGES_PAGE = 5000;
+
+const STATUS = { ok: 'OK', unsupported: 'UNSUPPORTED', failed: 'FAILED' } as const;
+
+export function toWireEntry(e: EntryRow): LibraryEntry {
+  const m = e.metadata;
+  return {
+    id: String(e.id),
+    version: String(e.version),
+    removed: e.removed,
+    root: e.root,
+    path: e.path,
+    contentId: e.contentId ?? Buffer.alloc(0),
+    size: String(e.size),
+    status: STATUS[e.status],
+    error: e.error ?? '',
+    format: e.format ?? '',
+    metadata: e.removed
+      ? undefined
+      : {
+          title: m.title,
+          artist: m.artist,
+          album: m.album,
+          albumArtist: m.albumArtist,
+          trackNo: m.trackNo,
+          discNo: m.discNo,
+          year: m.year,
+          genre: m.genre,
+          durationSeconds: m.durationSeconds,
+          sampleRate: m.sampleRate,
+          channels: m.channels,
+          bitsPerSample: m.bitsPerSample,
+          codec: m.codec,
+          container: m.container,
+          bitrate: m.bitrate,
+          coverHash: m.coverHash ? Buffer.from(m.coverHash, 'hex') : undefined,
+          coverMime: m.coverMime,
+        },
+  };
+}
+
+/**
+ * Reads chunks straight from the library files. Every chunk is hashed before it is
+ * sent: a file edited on disk since it was indexed must not hand out wrong bytes, so a
+ * mismatch tries the next file holding the chunk and asks for the stale file to be
+ * indexed again.
+ */
+export class LibraryChunkSource implements ChunkSource {
+  constructor(
+    private readonly catalogue: Catalogue,
+    private readonly onStale: (file: string) => void,
+  ) {}
+
+  async read(hash: Buffer): Promise<Buffer | undefined> {
+    for (const loc of this.catalogue.locate(hash)) {
+      let data: Buffer;
+      try {
+        const fh = await open(loc.file, 'r');
+        try {
+          data = Buffer.allocUnsafe(loc.size);
+          const { bytesRead } = await fh.read(data, 0, loc.size, loc.offset);
+          if (bytesRead !== loc.size) data = data.subarray(0, bytesRead);
+        } finally {
+          await fh.close();
+        }
+      } catch {
+        this.onStale(loc.file);
+        continue;
+      }
+      if (data.length === loc.size && sha256(data).equals(hash)) return data;
+      this.onStale(loc.file);
+    }
+    return undefined;
+  }
+}
+
+export interface DataPlaneOptions {
+  host: string;
+  port: number;
+  maxMessageBytes: number;
+}
+
+/** The hub's gRPC server: library deltas, manifests and chunks. */
+export class DataPlaneServer {
+  private server?: Server;
+  readonly stats: ChunkServiceStats = { chunksSent: 0, bytesSent: 0, missing: 0 };
+  boundPort = 0;
+
+  constructor(
+    private readonly catalogue: Catalogue,
+    private readonly options: DataPlaneOptions,
+    private readonly log: Logger,
+    private readonly onStale: (file: string) => void = () => {},
+  ) {}
+
+  private libraryHandlers(): LibraryHandlers {
+    return {
+      Changes: (call: ServerUnaryCall<ChangesRequest__Output, ChangesReply>, callback: sendUnaryData<ChangesReply>) => {
+        try {
+          const since = Number(call.request.sinceVersion ?? '0');
+          if (!Number.isSafeInteger(since) || since < 0) {
+            callback({ code: status.INVALID_ARGUMENT, details: `since_version ${call.request.sinceVersion} is not a valid version` });
+            return;
+          }
+          const limit = Math.min(MAX_CHANGES_PAGE, call.request.limit || DEFAULT_CHANGES_PAGE);
+          const current = this.catalogue.version();
+          const rows = this.catalogue.changesSince(since, limit + 1);
+          const more = rows.length > limit;
+          const page = rows.slice(0, limit);
+          const pageVersion = page.length > 0 ? page[page.length - 1].version : Math.max(since, current);
+          callback(null, {
+            libraryVersion: String(current),
+            entries: page.map(toWireEntry),
+            more,
+            pageVersion: String(more ? pageVersion : Math.max(pageVersion, current)),
+            fullResync: false,
+          });
+        } catch (err) {
+          this.log.error({ err }, 'Changes failed');
+          callback({ code: status.INTERNAL, details: (err as Error).message });
+        }
+      },
+      Manifest: (call: ServerUnaryCall<ManifestRequest__Output, TrackManifest>, callback: sendUnaryData<TrackManifest>) => {
+        const contentId = call.request.contentId;
+        if (!contentId || contentId.length !== 32) {
+          callback({ code: status.INVALID_ARGUMENT, details: 'content_id must be a 32-byte SHA-256' });
+          return;
+        }
+        const m = this.catalogue.manifest(contentId);
+        if (!m) {
+          callback({ code: status.NOT_FOUND, details: `no playable file with content ${contentId.toString('hex')}` });
+          return;
+        }
+        callback(null, { contentId, size: String(m.size), chunks: m.chunks.map((c) => ({ hash: c.hash, size: c.size })) });
+      },
+    };
+  }
+
+  async start(): Promise<void> {
+    const server = new Server(channelOptions(this.options.maxMessageBytes));
+    const v1 = dataPlane().firefly.v1;
+    server.addService(v1.Library.service, this.libraryHandlers());
+    server.addService(v1.Chunks.service, chunkService(new LibraryChunkSource(this.catalogue, this.onStale), this.stats));
+    this.boundPort = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${this.options.host}:${this.options.port}`, ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(new Error(`cannot listen for gRPC on ${this.options.host}:${this.options.port}: ${err.message} (setting: grpc.port)`)) : resolve(port),
+      ),
+    );
+    this.server = server;
+    this.log.info({ port: this.boundPort }, 'data plane (gRPC) listening');
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

@@ -1,0 +1,89 @@
+import type { Command } from 'commander';
+import { hubConfigSchema, nodeConfigSchema, type HubConfig, type NodeConfig } from '../config/schema.js';
+import { envOverrides, parseValue, readConfigFile, resolveConfig, type EnvBinding, type Override, type ValueKind } from '../config/load.js';
+
+/** A command-line flag that sets a setting; the same table documents the flag. */
+export interface FlagBinding {
+  flag: string; // e.g. "--grpc-port <port>"
+  path: string[];
+  kind: ValueKind;
+  help: string;
+}
+
+export const HUB_ENV: EnvBinding[] = [
+  { env: 'FIREFLY_LIBRARY', path: ['library'], kind: 'list' },
+  { env: 'FIREFLY_DATA_DIR', path: ['dataDir'], kind: 'string' },
+  { env: 'FIREFLY_GRPC_PORT', path: ['grpc', 'port'], kind: 'number' },
+  { env: 'FIREFLY_HTTP_PORT', path: ['http', 'port'], kind: 'number' },
+  { env: 'FIREFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
+];
+
+export const HUB_FLAGS: FlagBinding[] = [
+  { flag: '--library <folders>', path: ['library'], kind: 'list', help: "music folders, ':'-separated (default ./music)" },
+  { flag: '--data-dir <folder>', path: ['dataDir'], kind: 'string', help: 'catalogue and state (default ~/.firefly/hub)' },
+  { flag: '--grpc-host <host>', path: ['grpc', 'host'], kind: 'string', help: 'data-plane listen address (default 0.0.0.0)' },
+  { flag: '--grpc-port <port>', path: ['grpc', 'port'], kind: 'number', help: 'data-plane port (default 7420)' },
+  { flag: '--http-port <port>', path: ['http', 'port'], kind: 'number', help: 'web page and REST port (default 8081)' },
+  { flag: '--workers <n>', path: ['index', 'workers'], kind: 'number', help: 'indexing threads, 0 = one per core' },
+  { flag: '--settle-ms <ms>', path: ['index', 'settleMs'], kind: 'number', help: 'how long a file must stand still before it is indexed' },
+  { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
+];
+
+export const NODE_ENV: EnvBinding[] = [
+  { env: 'FIREFLY_HUB', path: ['hub'], kind: 'string' },
+  { env: 'FIREFLY_DATA_DIR', path: ['dataDir'], kind: 'string' },
+  { env: 'FIREFLY_NODE_NAME', path: ['name'], kind: 'string' },
+  { env: 'FIREFLY_STORE_BUDGET', path: ['store', 'budgetBytes'], kind: 'bytes' },
+  { env: 'FIREFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
+];
+
+export const NODE_FLAGS: FlagBinding[] = [
+  { flag: '--hub <address>', path: ['hub'], kind: 'string', help: 'hub address, HOST or HOST:PORT (default 127.0.0.1:7420)' },
+  { flag: '--data-dir <folder>', path: ['dataDir'], kind: 'string', help: 'identity, chunk store and index (default ~/.firefly/node)' },
+  { flag: '--name <name>', path: ['name'], kind: 'string', help: 'name shown for this node (default: host name)' },
+  { flag: '--store-budget <size>', path: ['store', 'budgetBytes'], kind: 'bytes', help: 'chunk store size budget, e.g. 2G (default 8G)' },
+  { flag: '--prefetch <policy>', path: ['sync', 'prefetch'], kind: 'string', help: 'all (keep the whole library) or none' },
+  { flag: '--sync-interval <seconds>', path: ['sync', 'intervalSeconds'], kind: 'number', help: 'seconds between library polls (default 60)' },
+  { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
+];
+
+export function addFlags(cmd: Command, flags: readonly FlagBinding[]): Command {
+  cmd.option('-c, --config <file>', 'JSON config file (default: $FIREFLY_CONFIG)');
+  for (const f of flags) cmd.option(f.flag, f.help);
+  return cmd;
+}
+
+function camel(flag: string): string {
+  const name = flag.split(/\s+/)[0].replace(/^--/, '');
+  return name.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+function flagOverrides(opts: Record<string, unknown>, flags: readonly FlagBinding[]): Override[] {
+  const out: Override[] = [];
+  for (const f of flags) {
+    const v = opts[camel(f.flag)];
+    if (typeof v !== 'string') continue;
+    const source = f.flag.split(/\s+/)[0];
+    out.push({ path: f.path, value: parseValue(v, f.kind, source), source });
+  }
+  return out;
+}
+
+function build<T>(schema: typeof hubConfigSchema | typeof nodeConfigSchema, opts: Record<string, unknown>, env: EnvBinding[], flags: FlagBinding[], section: 'hub' | 'node'): T {
+  const fileName = (opts.config as string | undefined) ?? process.env.FIREFLY_CONFIG;
+  let file: Record<string, unknown> | undefined;
+  if (fileName) {
+    const whole = readConfigFile(fileName);
+    // One file may configure both: { "hub": {...}, "node": {...} }, or be just one section.
+    file = (whole[section] as Record<string, unknown> | undefined) ?? whole;
+  }
+  return resolveConfig(schema, { file, fileName, overrides: [...envOverrides(process.env, env), ...flagOverrides(opts, flags)] }) as T;
+}
+
+export function hubConfigFrom(opts: Record<string, unknown>): HubConfig {
+  return build<HubConfig>(hubConfigSchema, opts, HUB_ENV, HUB_FLAGS, 'hub');
+}
+
+export function nodeConfigFrom(opts: Record<string, unknown>): NodeConfig {
+  return build<NodeConfig>(nodeConfigSchema, opts, NODE_ENV, NODE_FLAGS, 'node');
+}

@@ -1,0 +1,184 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import { sha256 } from '../chunking/manifest.js';
+import type { Db } from '../storage/sqlite.js';
+
+/** Schema of the store's index; run by the node's database (see node-db.ts). */
+export const CHUNK_STORE_SCHEMA = `
+  CREATE TABLE chunks (
+    hash BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    last_used INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX chunks_lru ON chunks(last_used);
+`;
+
+/** The bytes did not hash to the name they came with. */
+export class BadChunkError extends Error {
+  constructor(readonly expected: Buffer, readonly actual: Buffer) {
+    super(`chunk ${expected.toString('hex').slice(0, 16)}… hashed to ${actual.toString('hex').slice(0, 16)}…`);
+  }
+}
+
+export interface StoreUsage {
+  chunks: number;
+  bytes: number;
+}
+
+/**
+ * A content-addressed chunk store: each chunk is one file named by its SHA-256 under
+ * a two-level fan-out, indexed in the node's SQLite. Chunks are verified before they are
+ * kept and written atomically (temporary file, fsync, rename), so a crash at any moment
+ * leaves either the whole chunk or none of it. A chunk shared by several tracks is
+ * stored once.
+ */
+export class ChunkStore {
+  private readonly root: string;
+  private readonly tmp: string;
+  private clock = 0;
+
+  constructor(
+    private readonly db: Db,
+    dir: string,
+  ) {
+    this.root = join(dir, 'chunks');
+    this.tmp = join(dir, 'chunks', 'tmp');
+    mkdirSync(this.tmp, { recursive: true });
+    // Leftovers of writes a crash interrupted: never renamed, so never indexed.
+    for (const name of readdirSync(this.tmp)) rmSync(join(this.tmp, name), { force: true });
+    const last = this.db.prepare('SELECT MAX(last_used) AS t FROM chunks').get() as { t: number | null };
+    this.clock = Math.max(Date.now(), (last.t ?? 0) + 1);
+  }
+
+  /** A strictly increasing use stamp, so LRU order is exact even within a millisecond. */
+  private tick(): number {
+    this.clock = Math.max(this.clock + 1, Date.now());
+    return this.clock;
+  }
+
+  private pathOf(hash: Buffer): string {
+    const hex = hash.toString('hex');
+    return join(this.root, hex.slice(0, 2), hex);
+  }
+
+  has(hash: Buffer): boolean {
+    return this.db.prepare('SELECT 1 FROM chunks WHERE hash = ?').get(hash) !== undefined;
+  }
+
+  /** Which of these hashes the store lacks, in the order given, without repeats. */
+  missing(hashes: readonly Buffer[]): Buffer[] {
+    const check = this.db.prepare('SELECT 1 FROM chunks WHERE hash = ?');
+    const seen = new Set<string>();
+    const out: Buffer[] = [];
+    for (const h of hashes) {
+      const key = h.toString('hex');
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (check.get(h) === undefined) out.push(h);
+    }
+    return out;
+  }
+
+  /** Verifies and keeps a chunk. Throws BadChunkError if the bytes do not match the hash. */
+  put(hash: Buffer, data: Uint8Array): void {
+    const actual = sha256(data);
+    if (!actual.equals(hash)) throw new BadChunkError(hash, actual);
+    if (this.has(hash)) {
+      this.touch([hash]);
+      return;
+    }
+    const final = this.pathOf(hash);
+    mkdirSync(join(final, '..'), { recursive: true });
+    const tmp = join(this.tmp, `${hash.toString('hex')}.${randomBytes(4).toString('hex')}`);
+    const fd = openSync(tmp, 'w');
+    try {
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, final);
+    this.db.prepare('INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+  }
+
+  /** The chunk's bytes, verified; undefined if absent or found damaged (then it is dropped). */
+  async get(hash: Buffer): Promise<Buffer | undefined> {
+    if (!this.has(hash)) return undefined;
+    let data: Buffer;
+    try {
+      data = await readFile(this.pathOf(hash));
+    } catch {
+      this.forget(hash);
+      return undefined;
+    }
+    if (!sha256(data).equals(hash)) {
+      this.forget(hash);
+      await rm(this.pathOf(hash), { force: true });
+      return undefined;
+    }
+    this.touch([hash]);
+    return data;
+  }
+
+  private forget(hash: Buffer): void {
+    this.db.prepare('DELETE FROM chunks WHERE hash = ?').run(hash);
+  }
+
+  /** Marks chunks as just used (played or fetched), for least-recently-used eviction. */
+  touch(hashes: readonly Buffer[]): void {
+    const stamp = this.db.prepare('UPDATE chunks SET last_used = ? WHERE hash = ?');
+    this.db.transaction(() => {
+      for (const h of hashes) stamp.run(this.tick(), h);
+    })();
+  }
+
+  usage(): StoreUsage {
+    const r = this.db.prepare('SELECT COUNT(*) AS chunks, COALESCE(SUM(size), 0) AS bytes FROM chunks').get() as StoreUsage;
+    return { chunks: r.chunks, bytes: r.bytes };
+  }
+
+  /**
+   * Deletes least recently used chunks until the store fits the budget. Pinned chunks
+   * (the current queue) are never evicted, even if that leaves the store over budget.
+   */
+  evict(budgetBytes: number, pinned: ReadonlySet<string> = new Set()): { chunks: number; bytes: number } {
+    let { bytes } = this.usage();
+    const freed = { chunks: 0, bytes: 0 };
+    if (bytes <= budgetBytes) return freed;
+    const oldest = this.db.prepare('SELECT hash, size FROM chunks ORDER BY last_used').iterate() as IterableIterator<{ hash: Buffer; size: number }>;
+    const victims: { hash: Buffer; size: number }[] = [];
+    for (const row of oldest) {
+      if (bytes <= budgetBytes) break;
+      if (pinned.has(row.hash.toString('hex'))) continue;
+      victims.push(row);
+      bytes -= row.size;
+    }
+    for (const v of victims) {
+      // Index first: a crash after it leaves an orphan file, never an entry without bytes.
+      this.forget(v.hash);
+      rmSync(this.pathOf(v.hash), { force: true });
+      freed.chunks++;
+      freed.bytes += v.size;
+    }
+    return freed;
+  }
+
+  /** A track's bytes, streamed from its chunks in order. Fails if a chunk is missing. */
+  stream(chunks: readonly { hash: Buffer }[]): Readable {
+    const store = this;
+    return Readable.from(
+      (async function* () {
+        for (const [i, c] of chunks.entries()) {
+          const data = await store.get(c.hash);
+          if (!data) throw new Error(`chunk ${i} (${c.hash.toString('hex').slice(0, 16)}…) is not in the store`);
+          yield data;
+        }
+      })(),
+      { objectMode: false },
+    );
+  }
+}

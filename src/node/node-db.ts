@@ -1,0 +1,11 @@
+import { join } from 'node:path';
+import { openDatabase, type Db } from '../storage/sqlite.js';
+import { CHUNK_STORE_SCHEMA } from './chunk-store.js';
+import { LIBRARY_MIRROR_SCHEMA } from './library-mirror.js';
+
+/** The node's one SQLite file: chunk index and library mirror, migrated together. */
+const MIGRATIONS = [CHUNK_STORE_SCHEMA + LIBRARY_MIRROR_SCHEMA];
+
+export function openNodeDb(dataDir: string): Db {
+  return openDatabase(join(dataDir, 'node.sqlite'), MIGRATIONS);
+}

@@ -1,0 +1,53 @@
+import { credentials as grpcCredentials, loadPackageDefinition, type ChannelOptions } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+import type { ProtoGrpcType } from '../generated/firefly.js';
+import type { ChunksClient } from '../generated/firefly/v1/Chunks.js';
+import type { LibraryClient } from '../generated/firefly/v1/Library.js';
+
+export type { ChunksClient, LibraryClient };
+export type { ChunksHandlers } from '../generated/firefly/v1/Chunks.js';
+export type { LibraryHandlers } from '../generated/firefly/v1/Library.js';
+export type { LibraryEntry } from '../generated/firefly/v1/LibraryEntry.js';
+export type { ChunkData } from '../generated/firefly/v1/ChunkData.js';
+
+/** proto/firefly.proto, found from both src/ and dist/src/. */
+export const PROTO_PATH = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../proto/firefly.proto' : '../../proto/firefly.proto', import.meta.url));
+
+/** The same options the generated types assume (see the `gen` script in package.json). */
+export const PROTO_LOADER_OPTIONS = { longs: String, enums: String, defaults: true, oneofs: true } as const;
+
+let loaded: ProtoGrpcType | undefined;
+
+export function dataPlane(): ProtoGrpcType {
+  loaded ??= loadPackageDefinition(loadSync(PROTO_PATH, PROTO_LOADER_OPTIONS)) as unknown as ProtoGrpcType;
+  return loaded;
+}
+
+export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+export function channelOptions(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): ChannelOptions {
+  return {
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+    'grpc.keepalive_time_ms': 20_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+  };
+}
+
+/** HOST, HOST:PORT or [v6]:PORT, with the default data-plane port filled in. */
+export function grpcAddress(hub: string, defaultPort: number): string {
+  if (/^\[.*\]:\d+$/.test(hub) || /^[^:]+:\d+$/.test(hub)) return hub;
+  if (hub.includes(':') && !hub.startsWith('[')) return `[${hub}]:${defaultPort}`;
+  return `${hub}:${defaultPort}`;
+}
+
+export function libraryClient(address: string, maxMessageBytes?: number): LibraryClient {
+  const { Library } = dataPlane().firefly.v1;
+  return new Library(address, grpcCredentials.createInsecure(), channelOptions(maxMessageBytes));
+}
+
+export function chunksClient(address: string, maxMessageBytes?: number): ChunksClient {
+  const { Chunks } = dataPlane().firefly.v1;
+  return new Chunks(address, grpcCredentials.createInsecure(), channelOptions(maxMessageBytes));
+}
