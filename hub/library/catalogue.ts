@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { openDatabase, type Db } from '../../src/storage/sqlite.js';
+import { cached, openDatabase, type Db } from '../../src/storage/sqlite.js';
 import type { Chunk } from '../../src/chunking/manifest.js';
 
 /**
@@ -166,30 +166,28 @@ export class Catalogue {
   }
 
   version(): number {
-    const row = this.db.prepare('SELECT MAX(version) AS v FROM changes').get() as { v: number | null };
+    const row = cached(this.db, 'SELECT MAX(version) AS v FROM changes').get() as { v: number | null };
     return row.v ?? 0;
   }
 
   rootId(path: string): number {
-    const found = this.db.prepare('SELECT id FROM roots WHERE path = ?').get(path) as { id: number } | undefined;
+    const found = cached(this.db, 'SELECT id FROM roots WHERE path = ?').get(path) as { id: number } | undefined;
     if (found) return found.id;
-    return Number(this.db.prepare('INSERT INTO roots (path) VALUES (?)').run(path).lastInsertRowid);
+    return Number(cached(this.db, 'INSERT INTO roots (path) VALUES (?)').run(path).lastInsertRowid);
   }
 
   roots(): { id: number; path: string }[] {
-    return this.db.prepare('SELECT id, path FROM roots ORDER BY id').all() as { id: number; path: string }[];
+    return cached(this.db, 'SELECT id, path FROM roots ORDER BY id').all() as { id: number; path: string }[];
   }
 
   liveEntry(rootId: number, path: string): EntryRow | undefined {
-    const r = this.db
-      .prepare(`SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.root_id = ? AND e.path = ? AND e.removed = 0`)
+    const r = cached(this.db, `SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.root_id = ? AND e.path = ? AND e.removed = 0`)
       .get(rootId, path) as RawEntry | undefined;
     return r ? toEntry(r) : undefined;
   }
 
   entry(id: number): EntryRow | undefined {
-    const r = this.db
-      .prepare(`SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.id = ?`)
+    const r = cached(this.db, `SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.id = ?`)
       .get(id) as RawEntry | undefined;
     return r ? toEntry(r) : undefined;
   }
@@ -197,22 +195,29 @@ export class Catalogue {
   /** Live entries under a root, for reconciling the catalogue with the folder at start. */
   liveEntries(rootId: number): EntryRow[] {
     return (
-      this.db
-        .prepare(`SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.root_id = ? AND e.removed = 0`)
+      cached(this.db, `SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.root_id = ? AND e.removed = 0`)
         .all(rootId) as RawEntry[]
+    ).map(toEntry);
+  }
+
+  /** Live entries holding this content (copies of one file, or a file and its old name). */
+  liveWithContent(contentId: Buffer): EntryRow[] {
+    return (
+      cached(this.db, `SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.content_id = ? AND e.removed = 0`)
+        .all(contentId) as RawEntry[]
     ).map(toEntry);
   }
 
   private logChange(entryId: number, kind: ChangeKind): number {
     return Number(
-      this.db.prepare('INSERT INTO changes (entry_id, kind, at) VALUES (?, ?, ?)').run(entryId, kind, Date.now()).lastInsertRowid,
+      cached(this.db, 'INSERT INTO changes (entry_id, kind, at) VALUES (?, ?, ?)').run(entryId, kind, Date.now()).lastInsertRowid,
     );
   }
 
   private writeChunks(entryId: number, chunks: readonly Chunk[] | undefined): void {
-    this.db.prepare('DELETE FROM chunks WHERE entry_id = ?').run(entryId);
+    cached(this.db, 'DELETE FROM chunks WHERE entry_id = ?').run(entryId);
     if (!chunks) return;
-    const insert = this.db.prepare('INSERT INTO chunks (entry_id, idx, hash, offset, size) VALUES (?, ?, ?, ?, ?)');
+    const insert = cached(this.db, 'INSERT INTO chunks (entry_id, idx, hash, offset, size) VALUES (?, ?, ?, ?, ?)');
     chunks.forEach((c, i) => insert.run(entryId, i, c.hash, c.offset, c.size));
   }
 
@@ -225,7 +230,7 @@ export class Catalogue {
   upsert(rootId: number, path: string, f: IndexedFile): UpsertResult {
     return this.db.transaction((): UpsertResult => {
       if (f.cover) {
-        this.db.prepare('INSERT OR IGNORE INTO covers (hash, mime, data) VALUES (?, ?, ?)').run(f.cover.hash, f.cover.mime, f.cover.data);
+        cached(this.db, 'INSERT OR IGNORE INTO covers (hash, mime, data) VALUES (?, ?, ?)').run(f.cover.hash, f.cover.mime, f.cover.data);
       }
       const metadata = f.metadata ? JSON.stringify(f.metadata) : null;
       const existing = this.liveEntry(rootId, path);
@@ -237,12 +242,11 @@ export class Catalogue {
           JSON.stringify(existing.metadata) === (metadata ?? '{}') &&
           (existing.format ?? null) === (f.format ?? null);
         if (same) {
-          this.db.prepare('UPDATE entries SET size = ?, mtime_ms = ? WHERE id = ?').run(f.size, f.mtimeMs, existing.id);
+          cached(this.db, 'UPDATE entries SET size = ?, mtime_ms = ? WHERE id = ?').run(f.size, f.mtimeMs, existing.id);
           return { entryId: existing.id, kind: 'unchanged', version: existing.version };
         }
         const version = this.logChange(existing.id, 'changed');
-        this.db
-          .prepare(
+        cached(this.db, 
             `UPDATE entries SET version = ?, content_id = ?, size = ?, mtime_ms = ?, status = ?, error = ?, format = ?, metadata = ? WHERE id = ?`,
           )
           .run(version, f.contentId ?? null, f.size, f.mtimeMs, f.status, f.error ?? null, f.format ?? null, metadata, existing.id);
@@ -250,8 +254,7 @@ export class Catalogue {
         return { entryId: existing.id, kind: 'changed', version };
       }
       const renamedFrom = f.contentId
-        ? (this.db
-            .prepare(
+        ? (cached(this.db, 
               `SELECT id FROM entries WHERE content_id = ? AND removed = 1 AND NOT EXISTS
                  (SELECT 1 FROM entries l WHERE l.content_id = entries.content_id AND l.removed = 0)
                ORDER BY version DESC LIMIT 1`,
@@ -260,8 +263,7 @@ export class Catalogue {
         : undefined;
       if (renamedFrom) {
         const version = this.logChange(renamedFrom.id, 'renamed');
-        this.db
-          .prepare(
+        cached(this.db, 
             `UPDATE entries SET root_id = ?, path = ?, removed = 0, version = ?, size = ?, mtime_ms = ?, status = ?, error = ?, format = ?, metadata = ? WHERE id = ?`,
           )
           .run(rootId, path, version, f.size, f.mtimeMs, f.status, f.error ?? null, f.format ?? null, metadata, renamedFrom.id);
@@ -269,15 +271,14 @@ export class Catalogue {
         return { entryId: renamedFrom.id, kind: 'renamed', version };
       }
       const id = Number(
-        this.db
-          .prepare(
+        cached(this.db, 
             `INSERT INTO entries (root_id, path, version, content_id, size, mtime_ms, status, error, format, metadata)
              VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
           )
           .run(rootId, path, f.contentId ?? null, f.size, f.mtimeMs, f.status, f.error ?? null, f.format ?? null, metadata).lastInsertRowid,
       );
       const version = this.logChange(id, 'added');
-      this.db.prepare('UPDATE entries SET version = ? WHERE id = ?').run(version, id);
+      cached(this.db, 'UPDATE entries SET version = ? WHERE id = ?').run(version, id);
       this.writeChunks(id, f.chunks);
       return { entryId: id, kind: 'added', version };
     })();
@@ -296,47 +297,44 @@ export class Catalogue {
     return this.db.transaction(() => {
       const prefix = folder === '' ? '' : folder.endsWith('/') ? folder : `${folder}/`;
       const rows = this.db
-        .prepare(`SELECT id FROM entries WHERE root_id = ? AND removed = 0 AND substr(path, 1, ?) = ?`)
-        .all(rootId, prefix.length, prefix) as { id: number }[];
+        // length() in SQL, not prefix.length: SQLite counts characters, JavaScript UTF-16 units.
+        .prepare(`SELECT id FROM entries WHERE root_id = ? AND removed = 0 AND substr(path, 1, length(?)) = ?`)
+        .all(rootId, prefix, prefix) as { id: number }[];
       return rows.map((r) => this.tombstone(r.id));
     })();
   }
 
   private tombstone(id: number): number {
     const version = this.logChange(id, 'removed');
-    this.db.prepare('UPDATE entries SET removed = 1, version = ? WHERE id = ?').run(version, id);
-    this.db.prepare('DELETE FROM chunks WHERE entry_id = ?').run(id);
+    cached(this.db, 'UPDATE entries SET removed = 1, version = ? WHERE id = ?').run(version, id);
+    cached(this.db, 'DELETE FROM chunks WHERE entry_id = ?').run(id);
     return version;
   }
 
   /** Entries changed after `since`, oldest change first: each entry once, in its current state. */
   changesSince(since: number, limit: number): EntryRow[] {
     return (
-      this.db
-        .prepare(`SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.version > ? ORDER BY e.version LIMIT ?`)
+      cached(this.db, `SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE e.version > ? ORDER BY e.version LIMIT ?`)
         .all(since, limit) as RawEntry[]
     ).map(toEntry);
   }
 
   /** The chunk list of the live file with this content, if any. */
   manifest(contentId: Buffer): { size: number; chunks: Chunk[] } | undefined {
-    const entry = this.db
-      .prepare(`SELECT id, size FROM entries WHERE content_id = ? AND removed = 0 AND status = 'ok' LIMIT 1`)
+    const entry = cached(this.db, `SELECT id, size FROM entries WHERE content_id = ? AND removed = 0 AND status = 'ok' LIMIT 1`)
       .get(contentId) as { id: number; size: number } | undefined;
     if (!entry) return undefined;
     return { size: entry.size, chunks: this.chunksOf(entry.id) };
   }
 
   chunksOf(entryId: number): Chunk[] {
-    return this.db
-      .prepare('SELECT hash, offset, size FROM chunks WHERE entry_id = ? ORDER BY idx')
+    return cached(this.db, 'SELECT hash, offset, size FROM chunks WHERE entry_id = ? ORDER BY idx')
       .all(entryId) as Chunk[];
   }
 
   /** Where a chunk can be read from: every live file that holds it. */
   locate(hash: Buffer): ChunkLocation[] {
-    const rows = this.db
-      .prepare(
+    const rows = cached(this.db, 
         `SELECT r.path AS root, e.path AS path, c.offset AS offset, c.size AS size, e.id AS entryId
            FROM chunks c JOIN entries e ON e.id = c.entry_id JOIN roots r ON r.id = e.root_id
           WHERE c.hash = ? AND e.removed = 0`,
@@ -346,12 +344,11 @@ export class Catalogue {
   }
 
   cover(hash: Buffer): { mime: string; data: Buffer } | undefined {
-    return this.db.prepare('SELECT mime, data FROM covers WHERE hash = ?').get(hash) as { mime: string; data: Buffer } | undefined;
+    return cached(this.db, 'SELECT mime, data FROM covers WHERE hash = ?').get(hash) as { mime: string; data: Buffer } | undefined;
   }
 
   counts(): { live: number; ok: number; failed: number; unsupported: number; removed: number } {
-    const r = this.db
-      .prepare(
+    const r = cached(this.db, 
         `SELECT SUM(removed = 0) AS live, SUM(removed = 0 AND status = 'ok') AS ok, SUM(removed = 0 AND status = 'failed') AS failed,
                 SUM(removed = 0 AND status = 'unsupported') AS unsupported, SUM(removed = 1) AS removed FROM entries`,
       )

@@ -1,6 +1,5 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { extname } from 'node:path';
 import { parseBuffer, parseFile, selectCover, type IAudioMetadata } from 'music-metadata';
 import { manifestOf, sha256, StreamingChunker, type Manifest } from '../../src/chunking/manifest.js';
 import type { ChunkingParams } from '../../src/chunking/fastcdc.js';
@@ -9,13 +8,6 @@ import type { IndexedFile, TrackMetadata } from './catalogue.js';
 /** The formats Firefly plays, by what the bytes are (not what the name says). */
 export const PLAYABLE_FORMATS = ['mp3', 'flac', 'wav', 'ogg', 'opus', 'm4a'] as const;
 export type PlayableFormat = (typeof PLAYABLE_FORMATS)[number];
-
-/** File name endings the watcher hands to the indexer; other files are ignored silently. */
-export const AUDIO_EXTENSIONS = new Set(['.mp3', '.flac', '.wav', '.wave', '.ogg', '.oga', '.opus', '.m4a', '.mp4', '.aac', '.m4b', '.aif', '.aiff', '.wma', '.ape', '.wv', '.mka', '.webm']);
-
-export function looksLikeAudio(path: string): boolean {
-  return AUDIO_EXTENSIONS.has(extname(path).toLowerCase());
-}
 
 /** The file changed while it was read: index it again once it settles. */
 export class FileChangedWhileReading extends Error {}
@@ -131,6 +123,9 @@ export async function indexFile(file: string, options: IndexOptions): Promise<In
     manifest = await chunkLargeFile(file, options.chunking);
     parsed = parseFile(file, { duration: true });
   }
+  // The parse may fail while we stat below; mark its rejection handled now (it is awaited
+  // further down), or Node treats it as unhandled and kills the worker thread.
+  parsed.catch(() => {});
   const after = await stat(file);
   if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw new FileChangedWhileReading(file);
 
@@ -150,7 +145,8 @@ export async function indexFile(file: string, options: IndexOptions): Promise<In
     const what = [meta.format.container, meta.format.codec].filter(Boolean).join(' / ') || 'unknown';
     return { ...indexed, status: 'unsupported', error: `format ${what} is not one Firefly plays (${PLAYABLE_FORMATS.join(', ')})`, metadata: metadataOf(meta) };
   }
-  if (!meta.format.duration || !meta.format.sampleRate) {
+  // Not just missing: an Ogg Opus file cut before its first audio page has a negative duration.
+  if (!(meta.format.duration! > 0) || !meta.format.sampleRate) {
     return { ...indexed, status: 'failed', format, error: 'no audio frames found (truncated or corrupt file)', metadata: metadataOf(meta) };
   }
   const truncated = truncation(meta, before.size);

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
-import { basename, relative, resolve, sep } from 'node:path';
+import { basename, join, relative, resolve, sep } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { Logger } from '../../src/log.js';
 import { Catalogue, type UpsertResult } from './catalogue.js';
@@ -233,6 +233,21 @@ export class Library extends EventEmitter<LibraryEvents> {
     }
   }
 
+  /**
+   * chokidar reports a rename as 'add' of the new name first and 'unlink' of the old one
+   * about 100 ms later. Before a new path is recorded, retire live entries with the same
+   * content whose file is gone, so the upsert sees a rename and the file keeps its id.
+   */
+  private async dropVanishedCopies(contentId: Buffer): Promise<void> {
+    for (const other of this.catalogue.liveWithContent(contentId)) {
+      const gone = await stat(join(other.root, other.path)).then(
+        () => false,
+        (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+      );
+      if (gone && this.catalogue.remove(other.rootId, other.path) !== undefined) this.emit('version', this.catalogue.version());
+    }
+  }
+
   private async run(file: string, job: Job): Promise<void> {
     const loc = this.locate(file);
     if (!loc) return;
@@ -248,6 +263,7 @@ export class Library extends EventEmitter<LibraryEvents> {
       }
       const result = await this.pool!.index(file);
       if (this.stopped) return;
+      if (!existing && result.contentId) await this.dropVanishedCopies(result.contentId);
       const r = this.catalogue.upsert(loc.rootId, loc.rel, result);
       this.indexedCount++;
       this.emit('indexed', { root: loc.root, path: loc.rel, ...r, status: result.status, error: result.error });

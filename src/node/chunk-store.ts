@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { sha256 } from '../chunking/manifest.js';
-import type { Db } from '../storage/sqlite.js';
+import { cached, type Db } from '../storage/sqlite.js';
 
 /** Schema of the store's index; run by the node's database (see node-db.ts). */
 export const CHUNK_STORE_SCHEMA = `
@@ -49,7 +49,7 @@ export class ChunkStore {
     mkdirSync(this.tmp, { recursive: true });
     // Leftovers of writes a crash interrupted: never renamed, so never indexed.
     for (const name of readdirSync(this.tmp)) rmSync(join(this.tmp, name), { force: true });
-    const last = this.db.prepare('SELECT MAX(last_used) AS t FROM chunks').get() as { t: number | null };
+    const last = cached(this.db, 'SELECT MAX(last_used) AS t FROM chunks').get() as { t: number | null };
     this.clock = Math.max(Date.now(), (last.t ?? 0) + 1);
   }
 
@@ -65,12 +65,12 @@ export class ChunkStore {
   }
 
   has(hash: Buffer): boolean {
-    return this.db.prepare('SELECT 1 FROM chunks WHERE hash = ?').get(hash) !== undefined;
+    return cached(this.db, 'SELECT 1 FROM chunks WHERE hash = ?').get(hash) !== undefined;
   }
 
   /** Which of these hashes the store lacks, in the order given, without repeats. */
   missing(hashes: readonly Buffer[]): Buffer[] {
-    const check = this.db.prepare('SELECT 1 FROM chunks WHERE hash = ?');
+    const check = cached(this.db, 'SELECT 1 FROM chunks WHERE hash = ?');
     const seen = new Set<string>();
     const out: Buffer[] = [];
     for (const h of hashes) {
@@ -102,7 +102,7 @@ export class ChunkStore {
       closeSync(fd);
     }
     renameSync(tmp, final);
-    this.db.prepare('INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+    cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
   }
 
   /** The chunk's bytes, verified; undefined if absent or found damaged (then it is dropped). */
@@ -125,19 +125,19 @@ export class ChunkStore {
   }
 
   private forget(hash: Buffer): void {
-    this.db.prepare('DELETE FROM chunks WHERE hash = ?').run(hash);
+    cached(this.db, 'DELETE FROM chunks WHERE hash = ?').run(hash);
   }
 
   /** Marks chunks as just used (played or fetched), for least-recently-used eviction. */
   touch(hashes: readonly Buffer[]): void {
-    const stamp = this.db.prepare('UPDATE chunks SET last_used = ? WHERE hash = ?');
+    const stamp = cached(this.db, 'UPDATE chunks SET last_used = ? WHERE hash = ?');
     this.db.transaction(() => {
       for (const h of hashes) stamp.run(this.tick(), h);
     })();
   }
 
   usage(): StoreUsage {
-    const r = this.db.prepare('SELECT COUNT(*) AS chunks, COALESCE(SUM(size), 0) AS bytes FROM chunks').get() as StoreUsage;
+    const r = cached(this.db, 'SELECT COUNT(*) AS chunks, COALESCE(SUM(size), 0) AS bytes FROM chunks').get() as StoreUsage;
     return { chunks: r.chunks, bytes: r.bytes };
   }
 
@@ -149,7 +149,7 @@ export class ChunkStore {
     let { bytes } = this.usage();
     const freed = { chunks: 0, bytes: 0 };
     if (bytes <= budgetBytes) return freed;
-    const oldest = this.db.prepare('SELECT hash, size FROM chunks ORDER BY last_used').iterate() as IterableIterator<{ hash: Buffer; size: number }>;
+    const oldest = cached(this.db, 'SELECT hash, size FROM chunks ORDER BY last_used').iterate() as IterableIterator<{ hash: Buffer; size: number }>;
     const victims: { hash: Buffer; size: number }[] = [];
     for (const row of oldest) {
       if (bytes <= budgetBytes) break;

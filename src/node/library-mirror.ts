@@ -1,4 +1,4 @@
-import type { Db } from '../storage/sqlite.js';
+import { cached, type Db } from '../storage/sqlite.js';
 import type { LibraryEntry__Output } from '../generated/firefly/v1/LibraryEntry.js';
 
 export const LIBRARY_MIRROR_SCHEMA = `
@@ -50,18 +50,18 @@ export class LibraryMirror {
   constructor(private readonly db: Db) {}
 
   version(): number {
-    const r = this.db.prepare(`SELECT value FROM state WHERE key = 'library_version'`).get() as { value: string } | undefined;
+    const r = cached(this.db, `SELECT value FROM state WHERE key = 'library_version'`).get() as { value: string } | undefined;
     return r ? Number(r.value) : 0;
   }
 
   /** Applies one page of changes and moves the version on, atomically. */
   apply(entries: readonly LibraryEntry__Output[], version: number, fullResync = false): { upserted: number; removed: number } {
     return this.db.transaction(() => {
-      if (fullResync) this.db.prepare('DELETE FROM entries').run();
+      if (fullResync) cached(this.db, 'DELETE FROM entries').run();
       let upserted = 0;
       let removed = 0;
-      const del = this.db.prepare('DELETE FROM entries WHERE id = ?');
-      const put = this.db.prepare(
+      const del = cached(this.db, 'DELETE FROM entries WHERE id = ?');
+      const put = cached(this.db, 
         `INSERT OR REPLACE INTO entries (id, version, root, path, content_id, size, status, error, format, metadata)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
@@ -80,17 +80,20 @@ export class LibraryMirror {
           e.status,
           e.error || null,
           e.format || null,
-          e.metadata ? JSON.stringify(e.metadata, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('hex') : v)) : null,
+          // Buffers as hex. Buffer#toJSON has already run on `v`, so look at the holder's value.
+          e.metadata ? JSON.stringify(e.metadata, function (this: Record<string, unknown>, k: string, v: unknown) {
+            return Buffer.isBuffer(this[k]) ? (this[k] as Buffer).toString('hex') : v;
+          }) : null,
         );
         upserted++;
       }
-      this.db.prepare(`INSERT OR REPLACE INTO state (key, value) VALUES ('library_version', ?)`).run(String(version));
+      cached(this.db, `INSERT OR REPLACE INTO state (key, value) VALUES ('library_version', ?)`).run(String(version));
       return { upserted, removed };
     })();
   }
 
   entries(): MirrorEntry[] {
-    const rows = this.db.prepare('SELECT * FROM entries ORDER BY id').all() as (Omit<MirrorEntry, 'contentId' | 'metadata'> & {
+    const rows = cached(this.db, 'SELECT * FROM entries ORDER BY id').all() as (Omit<MirrorEntry, 'contentId' | 'metadata'> & {
       content_id: Buffer | null;
       metadata: string | null;
     })[];
@@ -110,25 +113,24 @@ export class LibraryMirror {
 
   /** Content ids of every playable file in the library, without repeats. */
   playableContent(): Buffer[] {
-    return (this.db.prepare(`SELECT DISTINCT content_id FROM entries WHERE status = 'OK' AND content_id IS NOT NULL`).all() as { content_id: Buffer }[]).map(
+    return (cached(this.db, `SELECT DISTINCT content_id FROM entries WHERE status = 'OK' AND content_id IS NOT NULL`).all() as { content_id: Buffer }[]).map(
       (r) => r.content_id,
     );
   }
 
   hasManifest(contentId: Buffer): boolean {
-    return this.db.prepare('SELECT 1 FROM manifests WHERE content_id = ?').get(contentId) !== undefined;
+    return cached(this.db, 'SELECT 1 FROM manifests WHERE content_id = ?').get(contentId) !== undefined;
   }
 
   putManifest(contentId: Buffer, size: number, chunks: readonly ManifestChunk[]): void {
     const sizes = Buffer.alloc(chunks.length * 4);
     chunks.forEach((c, i) => sizes.writeUInt32LE(c.size, i * 4));
-    this.db
-      .prepare('INSERT OR REPLACE INTO manifests (content_id, size, hashes, sizes) VALUES (?, ?, ?, ?)')
+    cached(this.db, 'INSERT OR REPLACE INTO manifests (content_id, size, hashes, sizes) VALUES (?, ?, ?, ?)')
       .run(contentId, size, Buffer.concat(chunks.map((c) => c.hash)), sizes);
   }
 
   manifest(contentId: Buffer): { size: number; chunks: ManifestChunk[] } | undefined {
-    const r = this.db.prepare('SELECT size, hashes, sizes FROM manifests WHERE content_id = ?').get(contentId) as
+    const r = cached(this.db, 'SELECT size, hashes, sizes FROM manifests WHERE content_id = ?').get(contentId) as
       | { size: number; hashes: Buffer; sizes: Buffer }
       | undefined;
     if (!r) return undefined;
@@ -141,8 +143,7 @@ export class LibraryMirror {
 
   /** Drops chunk lists of content no entry points to any more (re-tagged or deleted files). */
   pruneManifests(): number {
-    return this.db
-      .prepare('DELETE FROM manifests WHERE content_id NOT IN (SELECT content_id FROM entries WHERE content_id IS NOT NULL)')
+    return cached(this.db, 'DELETE FROM manifests WHERE content_id NOT IN (SELECT content_id FROM entries WHERE content_id IS NOT NULL)')
       .run().changes;
   }
 }

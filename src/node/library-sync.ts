@@ -46,6 +46,11 @@ export class LibrarySync {
     private readonly log: Logger,
   ) {}
 
+  /** Resolves once no sync is running (used before closing the database). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running.catch(() => undefined);
+  }
+
   sync(): Promise<SyncReport> {
     if (this.running) {
       this.again = true;
