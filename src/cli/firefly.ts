@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { existsSync, mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { ConfigError } from '../config/load.js';
 import { DEFAULT_GRPC_PORT } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { grpcAddress, libraryClient } from '../protocol/data-plane.js';
+import { addControlCommands } from './ctl-control.js';
 import { addFlags, HUB_FLAGS, hubConfigFrom, NODE_FLAGS, nodeConfigFrom } from './options.js';
 import type { ChangesReply__Output } from '../generated/firefly/v1/ChangesReply.js';
 import type { LibraryEntry__Output } from '../generated/firefly/v1/LibraryEntry.js';
@@ -47,6 +50,12 @@ addFlags(program.command('hub').description('run the hub: library index, catalog
       fail(err);
     }
     const log = createLogger('hub', config.logLevel);
+    // A fresh clone's `npm start` indexes ./music: make it rather than fail. Any other
+    // folder must exist (a typo should not silently index an empty folder).
+    if (config.library.length === 1 && config.library[0] === './music' && !existsSync('./music')) {
+      mkdirSync('./music', { recursive: true });
+      log.info({ folder: resolve('./music') }, 'created the default library folder; put music there');
+    }
     const { Hub } = await import('../../hub/hub.js');
     try {
       await runService('hub', new Hub(config, log), log);
@@ -83,6 +92,7 @@ addFlags(program.command('node').description('run a node: mirror the library and
   });
 
 const ctl = program.command('ctl').description('inspect and control a running hub');
+addControlCommands(ctl, fail);
 ctl
   .command('library')
   .description('list the files in the hub\'s library')

@@ -4,6 +4,8 @@ import { DEFAULT_GRPC_PORT } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { chunksClient, grpcAddress, libraryClient, type ChunksClient, type LibraryClient } from '../protocol/data-plane.js';
 import type { Db } from '../storage/sqlite.js';
+import { brokerUrl, hostOf } from '../protocol/mqtt-client.js';
+import { ControlAgent } from './agent.js';
 import { ChunkStore } from './chunk-store.js';
 import { loadIdentity, type NodeIdentity } from './identity.js';
 import { LibraryMirror } from './library-mirror.js';
@@ -20,6 +22,8 @@ export class FireflyNode {
   readonly store: ChunkStore;
   readonly mirror: LibraryMirror;
   readonly sync: LibrarySync;
+  /** The control plane: availability, heartbeats, library announcements. */
+  readonly agent: ControlAgent;
   private readonly libraryClient: LibraryClient;
   private readonly chunksClient: ChunksClient;
   private timer?: NodeJS.Timeout;
@@ -45,6 +49,26 @@ export class FireflyNode {
       { prefetch: config.sync.prefetch, budgetBytes: config.store.budgetBytes, batchChunks: config.sync.batchChunks },
       log.child({ module: 'sync' }),
     );
+    this.agent = new ControlAgent(
+      {
+        // The broker is on the hub's host unless told otherwise.
+        url: brokerUrl(config.mqtt.url ?? hostOf(config.hub)),
+        username: config.mqtt.username,
+        password: config.mqtt.password,
+        topicPrefix: config.mqtt.topicPrefix,
+        keepaliveSeconds: config.mqtt.keepaliveSeconds,
+        heartbeatSeconds: config.mqtt.heartbeatSeconds,
+        uuid: this.identity.uuid,
+        name: config.name,
+      },
+      { libraryVersion: () => this.mirror.version(), storeUsage: () => ({ ...this.store.usage(), budgetBytes: config.store.budgetBytes }) },
+      log.child({ module: 'agent' }),
+    );
+    this.agent.on('library', (version) => {
+      if (this.stopped) return;
+      this.log.debug({ version }, 'the hub announced a new library version');
+      void this.syncOnce();
+    });
   }
 
   /** One sync, logged; errors are logged and returned as undefined (the loop goes on). */
@@ -66,11 +90,14 @@ export class FireflyNode {
       if (!this.stopped) this.timer = setTimeout(() => void loop(), this.config.sync.intervalSeconds * 1000);
     };
     void loop();
+    await this.agent.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    await this.agent.stop();
+    await this.sync.idle();
     this.libraryClient.close();
     this.chunksClient.close();
     this.db.close();

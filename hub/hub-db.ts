@@ -1,0 +1,14 @@
+import { join } from 'node:path';
+import { openDatabase, type Db } from '../src/storage/sqlite.js';
+import { GROUPS_SCHEMA } from './groups/groups.js';
+import { REGISTRY_SCHEMA } from './registry/registry.js';
+
+/**
+ * The hub's control state (nodes it has met, groups), in its own SQLite file beside the
+ * catalogue so each file migrates on its own.
+ */
+const MIGRATIONS = [REGISTRY_SCHEMA + GROUPS_SCHEMA];
+
+export function openHubDb(dataDir: string): Db {
+  return openDatabase(join(dataDir, 'hub.sqlite'), MIGRATIONS);
+}

@@ -1,0 +1,194 @@
+import { randomBytes } from 'node:crypto';
+import type { Command } from 'commander';
+import { connectBroker, endClient, publish, subscribe, whenConnected, type MqttClient } from '../protocol/mqtt-client.js';
+import {
+  commandReplySchema,
+  encode,
+  groupListSchema,
+  nodeListSchema,
+  parsePayload,
+  type GroupList,
+  type GroupState,
+  type NodeInfo,
+  type NodeList,
+} from '../protocol/schemas.js';
+import { Topics, type CommandName } from '../protocol/topics.js';
+import type { z } from 'zod';
+
+/** `firefly ctl nodes|groups|group …|node …`: the control plane, over MQTT. */
+
+interface MqttFlags {
+  mqtt: string;
+  mqttUsername?: string;
+  mqttPassword?: string;
+  topicPrefix: string;
+  json?: boolean;
+  timeout: string;
+}
+
+function withMqttFlags(cmd: Command): Command {
+  return cmd
+    .option('--mqtt <url>', 'MQTT broker, mqtt://HOST:PORT or HOST[:PORT] (default: $FIREFLY_MQTT_URL or 127.0.0.1:1883)', process.env.FIREFLY_MQTT_URL ?? '127.0.0.1')
+    .option('--mqtt-username <name>', 'MQTT user name (default: $FIREFLY_MQTT_USERNAME)', process.env.FIREFLY_MQTT_USERNAME)
+    .option('--mqtt-password <password>', 'MQTT password (default: $FIREFLY_MQTT_PASSWORD)', process.env.FIREFLY_MQTT_PASSWORD)
+    .option('--topic-prefix <prefix>', 'root of the MQTT topics', process.env.FIREFLY_MQTT_TOPIC_PREFIX ?? 'firefly')
+    .option('--timeout <seconds>', 'how long to wait for the hub', '5')
+    .option('--json', 'print JSON');
+}
+
+class CtlError extends Error {}
+
+async function withBroker<T>(flags: MqttFlags, work: (client: MqttClient, topics: Topics, timeoutMs: number) => Promise<T>): Promise<T> {
+  const timeoutMs = Math.max(0.1, Number(flags.timeout) || 5) * 1000;
+  const client = connectBroker(
+    { url: flags.mqtt, username: flags.mqttUsername, password: flags.mqttPassword, clientId: `firefly-ctl-${randomBytes(4).toString('hex')}`, keepaliveSeconds: 10 },
+    () => undefined,
+  );
+  try {
+    await whenConnected(client, flags.mqtt, timeoutMs);
+    return await work(client, new Topics(flags.topicPrefix), timeoutMs);
+  } finally {
+    await endClient(client, true);
+  }
+}
+
+/** The retained message of a topic, checked against its schema. */
+async function readRetained<S extends z.ZodType>(client: MqttClient, topic: string, schema: S, timeoutMs: number): Promise<z.infer<S>> {
+  const got = new Promise<z.infer<S>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new CtlError(`nothing on ${topic} after ${timeoutMs / 1000} s: is the hub running and using this broker?`)), timeoutMs);
+    client.on('message', (t, payload) => {
+      if (t !== topic) return;
+      clearTimeout(timer);
+      const parsed = parsePayload(schema, payload);
+      if (parsed.ok) resolve(parsed.value);
+      else reject(new CtlError(`the hub's ${topic} cannot be read: ${parsed.message}`));
+    });
+  });
+  await subscribe(client, [topic]);
+  return got;
+}
+
+async function sendCommand(client: MqttClient, topics: Topics, name: CommandName, body: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+  const id = randomBytes(6).toString('hex');
+  const replyTo = topics.reply(`ctl-${id}`);
+  const reply = new Promise<unknown>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new CtlError(`no reply to ${name} after ${timeoutMs / 1000} s: is the hub running?`)), timeoutMs);
+    client.on('message', (t, payload) => {
+      if (t !== replyTo) return;
+      clearTimeout(timer);
+      const parsed = parsePayload(commandReplySchema, payload);
+      if (!parsed.ok) return reject(new CtlError(`unreadable reply: ${parsed.message}`));
+      if (parsed.value.ok) resolve(parsed.value.result);
+      else reject(new CtlError(`the hub refused ${name}: ${parsed.value.error?.message ?? 'no reason given'}`));
+    });
+  });
+  await subscribe(client, [replyTo]);
+  await publish(client, topics.command(name), encode({ ...body, id, replyTo }));
+  return reply;
+}
+
+/** A group given by id or by name. */
+function resolveGroup(groups: GroupList, given: string): GroupState {
+  const byId = /^\d+$/.test(given) ? groups.groups.find((g) => g.groupId === Number(given)) : undefined;
+  const found = byId ?? groups.groups.find((g) => g.name.toLowerCase() === given.toLowerCase());
+  if (!found) throw new CtlError(`no group ${JSON.stringify(given)}; known: ${groups.groups.map((g) => `${g.groupId} ${g.name}`).join(', ') || 'none'}`);
+  return found;
+}
+
+/** A node given by id, name or uuid. */
+function resolveNode(nodes: NodeList, given: string): NodeInfo {
+  const byId = /^\d+$/.test(given) ? nodes.nodes.find((n) => n.nodeId === Number(given)) : undefined;
+  const found = byId ?? nodes.nodes.find((n) => n.uuid === given || n.name.toLowerCase() === given.toLowerCase());
+  if (!found) throw new CtlError(`no node ${JSON.stringify(given)}; known: ${nodes.nodes.map((n) => `${n.nodeId} ${n.name}`).join(', ') || 'none'}`);
+  return found;
+}
+
+function parseVolume(text: string): number {
+  const v = Number(text);
+  if (!Number.isInteger(v) || v < 0 || v > 100) throw new CtlError(`volume must be a whole number from 0 to 100, got ${JSON.stringify(text)}`);
+  return v;
+}
+
+function printNodes(list: NodeList, json?: boolean): void {
+  for (const n of list.nodes) {
+    if (json) process.stdout.write(`${JSON.stringify(n)}\n`);
+    else {
+      const store = n.store ? `${(n.store.bytes / 1024 ** 2).toFixed(1)} MiB` : '-';
+      process.stdout.write(`${String(n.nodeId).padStart(4)}  ${n.online ? 'online ' : 'offline'}  ${n.name.padEnd(20)}  group ${n.groupId ?? '-'}  vol ${n.volume}  library v${n.libraryVersion ?? '-'}  store ${store}  ${n.uuid}\n`);
+    }
+  }
+}
+
+function printGroups(groups: GroupState[], json?: boolean): void {
+  for (const g of groups) {
+    if (json) process.stdout.write(`${JSON.stringify(g)}\n`);
+    else {
+      const members = g.members.map((m) => `${m.name}${m.online ? '' : ' (offline)'}`).join(', ') || 'no members';
+      process.stdout.write(`${String(g.groupId).padStart(4)}  ${g.name.padEnd(20)}  vol ${g.volume}  ${g.playback.state}  ${members}\n`);
+    }
+  }
+}
+
+export function addControlCommands(ctl: Command, fail: (err: unknown) => never): void {
+  const run = (work: (flags: MqttFlags, ...args: string[]) => Promise<void>) =>
+    async (...args: unknown[]) => {
+      const cmd = args[args.length - 1] as Command;
+      const flags = cmd.opts<MqttFlags>();
+      try {
+        await work(flags, ...(args.slice(0, -2) as string[]));
+      } catch (err) {
+        fail(err);
+      }
+    };
+
+  withMqttFlags(ctl.command('nodes').description('list the nodes the hub knows, online or not')).action(
+    run((flags) => withBroker(flags, async (client, topics, ms) => printNodes(await readRetained(client, topics.nodes, nodeListSchema, ms), flags.json))),
+  );
+  withMqttFlags(ctl.command('groups').description('list the groups and their members')).action(
+    run((flags) => withBroker(flags, async (client, topics, ms) => printGroups((await readRetained(client, topics.groups, groupListSchema, ms)).groups, flags.json))),
+  );
+
+  const group = ctl.command('group').description('create, rename, delete and change groups');
+  const groupCommand = (usage: string, description: string, build: (client: MqttClient, topics: Topics, ms: number, args: string[]) => Promise<[CommandName, Record<string, unknown>]>) =>
+    withMqttFlags(group.command(usage).description(description)).action(
+      run((flags, ...args) =>
+        withBroker(flags, async (client, topics, ms) => {
+          const [name, body] = await build(client, topics, ms, args);
+          const result = await sendCommand(client, topics, name, body, ms);
+          if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+          else if (result && typeof result === 'object' && 'members' in result) printGroups([result as GroupState]);
+          else process.stdout.write(`ok ${JSON.stringify(result)}\n`);
+        }),
+      ),
+    );
+  const groups = (client: MqttClient, topics: Topics, ms: number) => readRetained(client, topics.groups, groupListSchema, ms);
+  const nodes = (client: MqttClient, topics: Topics, ms: number) => readRetained(client, topics.nodes, nodeListSchema, ms);
+
+  groupCommand('create <name> [nodes...]', 'make a group, optionally with members (node ids or names)', async (client, topics, ms, [name, members]) => {
+    const given = (members as unknown as string[] | undefined) ?? [];
+    const list = given.length > 0 ? await nodes(client, topics, ms) : undefined;
+    return ['group/create', { name, members: given.length > 0 ? given.map((m) => resolveNode(list!, m).nodeId) : undefined }];
+  });
+  groupCommand('rename <group> <name>', 'rename a group (given by id or name)', async (client, topics, ms, [g, name]) => ['group/rename', { groupId: resolveGroup(await groups(client, topics, ms), g).groupId, name }]);
+  groupCommand('delete <group>', 'delete a group', async (client, topics, ms, [g]) => ['group/delete', { groupId: resolveGroup(await groups(client, topics, ms), g).groupId }]);
+  groupCommand('add <group> <node>', 'add a node to a group (moving it out of its old one)', async (client, topics, ms, [g, n]) => [
+    'group/add',
+    { groupId: resolveGroup(await groups(client, topics, ms), g).groupId, nodeId: resolveNode(await nodes(client, topics, ms), n).nodeId },
+  ]);
+  groupCommand('remove <group> <node>', 'remove a node from a group', async (client, topics, ms, [g, n]) => [
+    'group/remove',
+    { groupId: resolveGroup(await groups(client, topics, ms), g).groupId, nodeId: resolveNode(await nodes(client, topics, ms), n).nodeId },
+  ]);
+  groupCommand('volume <group> <volume>', "set a group's volume, 0-100", async (client, topics, ms, [g, v]) => ['group/volume', { groupId: resolveGroup(await groups(client, topics, ms), g).groupId, volume: parseVolume(v) }]);
+
+  const node = ctl.command('node').description('change one node');
+  withMqttFlags(node.command('volume <node> <volume>').description("set a node's own volume, 0-100")).action(
+    run((flags, n, v) =>
+      withBroker(flags, async (client, topics, ms) => {
+        const nodeId = resolveNode(await readRetained(client, topics.nodes, nodeListSchema, ms), n).nodeId;
+        const result = await sendCommand(client, topics, 'node/volume', { nodeId, volume: parseVolume(v) }, ms);
+        process.stdout.write(`${flags.json ? JSON.stringify(result) : `ok ${JSON.stringify(result)}`}\n`);
+      }),
+    ),
+  );
+}
