@@ -1,0 +1,31 @@
+/**
+ * One interface for every audio output (Snapcast's player interface is the model):
+ * the scheduler asks where the device is and writes the frames that belong there.
+ * One file per backend beside this one.
+ *
+ * PCM is interleaved signed 16-bit little-endian at the output's sample rate and
+ * channel count (Int16Array, frames = length / channels).
+ */
+export interface FrameTag {
+  /** Playback session the frames belong to (a new session on play, seek, next…). */
+  session: string;
+  /** Position in the track of the first frame of this write, in frames at the output rate; -1 for silence. */
+  trackFrame: number;
+}
+
+export interface AudioOutput {
+  readonly kind: 'pulse' | 'alsa' | 'measure' | 'null';
+  readonly sampleRate: number;
+  readonly channels: number;
+  open(): Promise<void>;
+  /**
+   * Frames written but not yet played: the next frame written will play this many
+   * frames from now (device buffer plus the device's reported latency).
+   */
+  delayFrames(): number;
+  /** Writes frames; resolves once the device has accepted them (back-pressure). */
+  write(pcm: Int16Array, tag: FrameTag): Promise<void>;
+  /** Drops what is queued but not yet played (pause, seek), where the backend can. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
