@@ -48,6 +48,8 @@ export class Hub {
       {
         roots: config.library.map((r) => resolve(r)),
         settleMs: config.index.settleMs,
+        // A data folder inside the library must not index its own SQLite files.
+        exclude: [dataDir],
         followSymlinks: config.index.followSymlinks,
         inMemoryLimitBytes: config.index.inMemoryLimitBytes,
         workers: config.index.workers,

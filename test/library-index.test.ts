@@ -111,6 +111,24 @@ describe('odd files in the library', () => {
   });
 });
 
+describe('a hub whose data folder is inside its library', () => {
+  let hub: HubHandle;
+  let lib: string;
+
+  before(async () => {
+    lib = await tempDir('firefly-nested-');
+    await makeTrack(join(lib, 'song.flac'), { format: 'flac', seconds: 2, seed: 31 });
+    hub = await startHub({ library: [lib], dataDir: join(lib, 'firefly-data') });
+  });
+
+  test('does not index its own catalogue files', async () => {
+    // The catalogue writes (WAL) while indexing; give the watcher time to see them.
+    await new Promise((r) => setTimeout(r, 1500));
+    const entries = await ctlLibrary(hub.address);
+    assert.deepEqual(entries.map((e) => e.path), ['song.flac']);
+  });
+});
+
 describe('a file written slowly into the library', () => {
   const SETTLE_MS = 800;
   let lib: string;

@@ -9,6 +9,8 @@ import { IndexError, IndexPool } from './index-pool.js';
 
 export interface LibraryOptions {
   roots: string[];
+  /** Folders never indexed even when inside a root: the hub's own data folder. */
+  exclude?: string[];
   settleMs: number;
   followSymlinks: boolean;
   inMemoryLimitBytes: number;
@@ -67,6 +69,10 @@ export class Library extends EventEmitter<LibraryEvents> {
     super();
   }
 
+  private excluded(p: string): boolean {
+    return (this.options.exclude ?? []).some((dir) => p === dir || p.startsWith(dir + sep));
+  }
+
   get roots(): string[] {
     return [...this.rootIds.keys()];
   }
@@ -85,7 +91,7 @@ export class Library extends EventEmitter<LibraryEvents> {
     this.pool = new IndexPool({ inMemoryLimitBytes: this.options.inMemoryLimitBytes }, this.options.workers);
     this.initialSeen = new Set();
     this.watcher = watch(roots, {
-      ignored: (p: string) => ignoredPath(p),
+      ignored: (p: string) => ignoredPath(p) || this.excluded(p),
       ignoreInitial: false,
       followSymlinks: this.options.followSymlinks,
       alwaysStat: true,

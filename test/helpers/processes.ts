@@ -8,6 +8,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { StoreUsage } from '../../src/node/chunk-store.js';
+import type { SyncReport } from '../../src/node/library-sync.js';
 import { fileURLToPath } from 'node:url';
 import { libraryClient } from '../../src/protocol/data-plane.js';
 import { openNodeDb } from '../../src/node/node-db.js';
@@ -28,21 +30,8 @@ export interface LogLine {
 }
 
 /** What a `firefly node --once` prints on stdout. */
-export interface NodeReport {
-  fromVersion: number;
-  toVersion: number;
-  entriesChanged: number;
-  entriesRemoved: number;
-  manifestsFetched: number;
-  chunksWanted: number;
-  chunksFailed: number;
-  evictedChunks: number;
-  bytesReceived: number;
-  chunksStored: number;
-  chunksRejected: number;
-  missing: number;
-  durationMs: number;
-  store: { chunks: number; bytes: number };
+export interface NodeReport extends SyncReport {
+  store: StoreUsage;
 }
 
 const children = new Set<ChildProcess>();
