@@ -5,15 +5,21 @@ import type { Logger } from '../src/log.js';
 import { Catalogue } from './library/catalogue.js';
 import { Library } from './library/library.js';
 import { DataPlaneServer } from './grpc/server.js';
+import { ClockServer } from './clock/clock-server.js';
+import { Advertiser } from './discovery/advertiser.js';
 import { EmbeddedBroker } from './broker/broker.js';
 import { ControlChannel } from './control/channel.js';
 import { CommandRouter } from './control/commands.js';
 import { LibraryAnnouncer } from './control/library-announcer.js';
 import { Groups } from './groups/groups.js';
+import { Playback } from './playback/playback.js';
 import { openHubDb } from './hub-db.js';
 import { NodeRegistry } from './registry/registry.js';
+import { HoldingsMap } from './swarm/holdings.js';
+import { TransitLog } from './swarm/transit.js';
 import type { Db } from '../src/storage/sqlite.js';
 import { SOFTWARE_VERSION } from '../src/version.js';
+import { PROTOCOL_VERSION } from '../src/protocol/schemas.js';
 
 /**
  * The hub's composition root: it builds the shared parts (catalogue) and hands them to
@@ -25,6 +31,8 @@ export class Hub {
   readonly catalogue: Catalogue;
   readonly library: Library;
   readonly dataPlane: DataPlaneServer;
+  /** The clock exchange (UDP): the hub's clock is every group's timebase. */
+  readonly clockServer: ClockServer;
   /** Nodes and groups (control state), beside the catalogue. */
   readonly db: Db;
   /** Absent when `mqtt.url` points at an external broker. */
@@ -34,6 +42,12 @@ export class Hub {
   readonly registry: NodeRegistry;
   readonly groups: Groups;
   readonly announcer: LibraryAnnouncer;
+  /** Queues, transport and the start barrier: one sync coordinator per group. */
+  readonly playback: Playback;
+  /** Peer-to-peer: which node holds which chunks (and what the hub is sending whom); answers Library.Sources. */
+  readonly holdings: HoldingsMap;
+  /** mDNS advertisement (_firefly._tcp); absent with discovery.advertise off. */
+  readonly advertiser?: Advertiser;
   private started: { stop(): Promise<void> }[] = [];
 
   constructor(
@@ -56,8 +70,14 @@ export class Hub {
       },
       log.child({ module: 'library' }),
     );
-    this.dataPlane = new DataPlaneServer(this.catalogue, config.grpc, log.child({ module: 'grpc' }), (file) => this.library.rescanFile(file));
+    const transit = new TransitLog();
+    this.dataPlane = new DataPlaneServer(this.catalogue, config.grpc, log.child({ module: 'grpc' }), (file) => this.library.rescanFile(file), {
+      sources: (contentIds) => this.holdings.sources(contentIds),
+      transit: (node, hashes) => transit.begin(node, hashes),
+      elsewhere: (node, hash) => this.holdings.elsewhere(node, hash),
+    });
 
+    this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port }, log.child({ module: 'clock' }));
     this.db = openHubDb(dataDir);
     const mqtt = config.mqtt;
     if (!mqtt.url) this.broker = new EmbeddedBroker({ host: mqtt.host, port: mqtt.port, username: mqtt.username, password: mqtt.password }, log.child({ module: 'broker' }));
@@ -73,13 +93,35 @@ export class Hub {
       { heartbeatTimeoutMs: config.nodes.heartbeatTimeoutSeconds * 1000, libraryVersion: () => this.catalogue.version() },
       log.child({ module: 'registry' }),
     );
+    this.holdings = new HoldingsMap(this.channel, this.registry, this.catalogue, transit, log.child({ module: 'swarm' }));
     this.groups = new Groups(this.db, this.channel, this.commands, this.registry, log.child({ module: 'groups' }));
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
+    this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
+    if (config.discovery.advertise) {
+      this.advertiser = new Advertiser(
+        {
+          name: config.name,
+          host: config.grpc.host,
+          // Read at start, once the listeners are bound (a port setting may be 0).
+          advert: () => ({
+            software: SOFTWARE_VERSION,
+            protocol: PROTOCOL_VERSION,
+            grpcPort: this.dataPlane.boundPort,
+            mqtt: this.broker ? this.broker.port : 'external',
+            // The clock-sync port, once the hub has one (setting clock.port).
+            clockPort: (config as { clock?: { port?: number } }).clock?.port || undefined,
+            topicPrefix: mqtt.topicPrefix,
+          }),
+        },
+        log.child({ module: 'discovery' }),
+      );
+    }
   }
 
   async start(): Promise<void> {
-    const control = [...(this.broker ? [this.broker] : []), this.channel, this.commands, this.registry, this.groups, this.announcer];
-    for (const module of [...control, this.dataPlane, this.library]) {
+    const control = [...(this.broker ? [this.broker] : []), this.channel, this.commands, this.registry, this.groups, this.playback, this.holdings, this.announcer];
+    // Advertise once the data plane listens, before the (possibly long) first index.
+    for (const module of [...control, this.clockServer, this.dataPlane, ...(this.advertiser ? [this.advertiser] : []), this.library]) {
       await module.start();
       this.started.push(module);
     }

@@ -53,7 +53,7 @@ test('hub defaults', () => {
   const c = hubConfigFrom({});
   assert.deepEqual(c.library, ['./music']);
   assert.equal(c.dataDir, join(homedir(), '.firefly', 'hub'));
-  assert.deepEqual(c.grpc, { host: '0.0.0.0', port: 7420, maxMessageBytes: 4 * MiB });
+  assert.deepEqual(c.grpc, { host: '0.0.0.0', port: 7420, maxMessageBytes: 4 * MiB, uploadLimitBytesPerSecond: 0 });
   assert.deepEqual(c.http, { host: '0.0.0.0', port: 8081 });
   assert.deepEqual(c.index, { inMemoryLimitBytes: 256 * MiB, workers: 0, settleMs: 750, followSymlinks: true });
   assert.equal(c.logLevel, 'info');
@@ -61,11 +61,13 @@ test('hub defaults', () => {
 
 test('node defaults', () => {
   const c = nodeConfigFrom({});
-  assert.equal(c.hub, '127.0.0.1');
+  assert.equal(c.hub, undefined, 'no hub: the node looks for one over mDNS');
+  assert.deepEqual(c.discovery, { timeoutSeconds: 10 });
   assert.equal(c.dataDir, join(homedir(), '.firefly', 'node'));
   assert.equal(c.name, hostname());
-  assert.deepEqual(c.store, { budgetBytes: 8 * GiB });
-  assert.deepEqual(c.sync, { prefetch: 'all', intervalSeconds: 60, batchChunks: 32 });
+  assert.deepEqual(c.store, { budgetBytes: 8 * GiB, fsync: true });
+  assert.deepEqual(c.serve, { host: '0.0.0.0', port: 7422 });
+  assert.deepEqual(c.sync, { prefetch: 'all', peers: true, intervalSeconds: 60, batchChunks: 2 });
   assert.equal(c.logLevel, 'info');
 });
 

@@ -241,6 +241,7 @@ describe('hub and node on loopback', () => {
     const libraryHandlers: LibraryHandlers = {
       Changes: (call, callback) => upLibrary.Changes(call.request, callback),
       Manifest: (call, callback) => upLibrary.Manifest(call.request, callback),
+      Sources: (call, callback) => upLibrary.Sources(call.request, callback),
     };
     const chunkHandlers: ChunksHandlers = {
       Fetch: (call: ServerWritableStream<FetchRequest__Output, ChunkData>) => {
@@ -261,6 +262,7 @@ describe('hub and node on loopback', () => {
         up.on('end', () => call.end());
         up.on('error', (err: Error & { code?: number }) => call.emit('error', { code: err.code ?? status.UNAVAILABLE, details: err.message }));
       },
+      Stats: (call, callback) => upChunks.Stats(call.request, callback),
     };
     const server = new Server();
     const v1 = dataPlane().firefly.v1;

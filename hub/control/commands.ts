@@ -1,6 +1,6 @@
 import type { Logger } from '../../src/log.js';
 import { commandSchemas, envelopeOf, parsePayload, type CommandPayload, type CommandReply, type ErrorCode } from '../../src/protocol/schemas.js';
-import { isCommandName, type CommandName } from '../../src/protocol/topics.js';
+import { COMMAND_NAMES, isCommandName, type CommandName } from '../../src/protocol/topics.js';
 import type { ControlChannel, IncomingMessage } from './channel.js';
 
 /** A command refused for a reason the sender can fix (unknown id, name taken…). */
@@ -52,7 +52,7 @@ export class CommandRouter {
       this.reply(envelope.replyTo, { id: envelope.id, command: name, ok: false, error: { code, message: text, issues } });
     };
     if (message.retained) return refuse('invalid', 'retained commands are ignored (publish commands without the retain flag)');
-    if (!isCommandName(name)) return refuse('unknown-command', `unknown command ${JSON.stringify(name.slice(0, 64))}; known: group/create, group/rename, group/delete, group/add, group/remove, group/volume, node/volume`);
+    if (!isCommandName(name)) return refuse('unknown-command', `unknown command ${JSON.stringify(name.slice(0, 64))}; known: ${COMMAND_NAMES.join(', ')}`);
     const parsed = parsePayload(commandSchemas[name], payload);
     if (!parsed.ok) return refuse(parsed.code, `${name}: ${parsed.message}`, parsed.issues);
     const replyTo = (parsed.value as { replyTo?: string }).replyTo;

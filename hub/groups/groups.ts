@@ -4,6 +4,7 @@ import type { GroupState } from '../../src/protocol/schemas.js';
 import type { ControlChannel } from '../control/channel.js';
 import { CommandError, type CommandRouter } from '../control/commands.js';
 import type { GroupDirectory, NodeRegistry } from '../registry/registry.js';
+import type { PlaybackDirectory } from '../playback/playback.js';
 
 export const GROUPS_SCHEMA = `
   CREATE TABLE groups (
@@ -33,6 +34,9 @@ interface GroupRow {
  * (members coming and going included), and a deleted group's retained state is cleared.
  */
 export class Groups implements GroupDirectory {
+  /** Set by the playback module: what each group plays, mute and latency of members. */
+  playback?: PlaybackDirectory;
+
   constructor(
     private readonly db: Db,
     private readonly channel: ControlChannel,
@@ -60,6 +64,7 @@ export class Groups implements GroupDirectory {
       this.log.info({ groupId, name, members }, 'group created');
       for (const from of moved) this.publish(from);
       this.publish(groupId);
+      for (const nodeId of members ?? []) this.playback?.membershipChanged(nodeId, null, groupId);
       for (const nodeId of members ?? []) this.registry.sendVolume(nodeId);
       if (members?.length) this.registry.publishList();
       return this.state(groupId);
@@ -75,6 +80,8 @@ export class Groups implements GroupDirectory {
     c.register('group/delete', ({ groupId }) => {
       this.requireGroup(groupId);
       const members = this.memberIds(groupId);
+      for (const nodeId of members) this.playback?.membershipChanged(nodeId, groupId, null);
+      this.playback?.groupDeleted(groupId);
       cached(this.db, 'DELETE FROM groups WHERE id = ?').run(groupId);
       this.log.info({ groupId }, 'group deleted');
       this.channel.clearRetained(this.channel.topics.groupState(groupId));
@@ -89,6 +96,7 @@ export class Groups implements GroupDirectory {
       const from = this.groupIdOf(nodeId);
       if (from === groupId) return this.state(groupId);
       this.putMember(groupId, nodeId);
+      this.playback?.membershipChanged(nodeId, from, groupId);
       if (from !== null) this.publish(from);
       this.publish(groupId);
       this.registry.sendVolume(nodeId);
@@ -99,6 +107,7 @@ export class Groups implements GroupDirectory {
       this.requireGroup(groupId);
       this.requireNode(nodeId);
       if (this.groupIdOf(nodeId) !== groupId) throw new CommandError('not-found', `node ${nodeId} is not a member of group ${groupId}`);
+      this.playback?.membershipChanged(nodeId, groupId, null);
       cached(this.db, 'DELETE FROM group_members WHERE node_id = ?').run(nodeId);
       this.publish(groupId);
       this.registry.sendVolume(nodeId);
@@ -183,15 +192,30 @@ export class Groups implements GroupDirectory {
   private toState(g: GroupRow): GroupState {
     const members = this.memberIds(g.id).map((nodeId) => {
       const n = this.registry.info(nodeId);
-      return { nodeId, name: n?.name ?? `node ${nodeId}`, volume: n?.volume ?? 100, online: n?.online ?? false };
+      const output = this.playback?.memberOutput(nodeId) ?? { muted: false, latencyMs: 0 };
+      return { nodeId, name: n?.name ?? `node ${nodeId}`, volume: n?.volume ?? 100, online: n?.online ?? false, ...output };
     });
+    const playback = this.playback?.groupPlayback(g.id);
     return {
       groupId: g.id,
       name: g.name,
       volume: g.volume,
       members,
-      // Playback arrives with the sync coordinator; until then a group is stopped.
-      playback: { state: 'stopped', trackId: null, positionMs: 0 },
+      playback: playback?.playback ?? {
+        state: 'stopped',
+        trackId: null,
+        positionMs: 0,
+        entryId: null,
+        title: null,
+        durationMs: null,
+        session: null,
+        anchor: null,
+        shuffle: false,
+        repeat: 'off',
+        muted: false,
+      },
+      queue: playback?.queue ?? { items: [], length: 0, current: null },
+      errors: playback?.errors ?? [],
       available: members.some((m) => m.online),
       at: Date.now(),
     };
@@ -203,6 +227,10 @@ export class Groups implements GroupDirectory {
   }
 
   /** One group changed: its retained state and the retained list. */
+  publishGroup(groupId: number): void {
+    this.publish(groupId);
+  }
+
   private publish(groupId: number): void {
     this.publishState(groupId);
     this.publishList();

@@ -3,7 +3,11 @@ import { open } from 'node:fs/promises';
 import type { Logger } from '../../src/log.js';
 import { sha256 } from '../../src/chunking/manifest.js';
 import { channelOptions, dataPlane, type LibraryHandlers } from '../../src/protocol/data-plane.js';
-import { chunkService, type ChunkServiceStats, type ChunkSource } from '../../src/transfer/chunk-service.js';
+import { chunkService, type ChunkServiceStats, type ChunkSource, type TransitCall } from '../../src/transfer/chunk-service.js';
+import { TokenBucket } from '../../src/transfer/token-bucket.js';
+import type { ChunkSourceInfo } from '../../src/generated/firefly/v1/ChunkSourceInfo.js';
+import type { SourcesReply } from '../../src/generated/firefly/v1/SourcesReply.js';
+import type { SourcesRequest__Output } from '../../src/generated/firefly/v1/SourcesRequest.js';
 import type { ChangesRequest__Output } from '../../src/generated/firefly/v1/ChangesRequest.js';
 import type { ChangesReply } from '../../src/generated/firefly/v1/ChangesReply.js';
 import type { ManifestRequest__Output } from '../../src/generated/firefly/v1/ManifestRequest.js';
@@ -92,20 +96,44 @@ export interface DataPlaneOptions {
   host: string;
   port: number;
   maxMessageBytes: number;
+  /** Cap on chunk bytes sent per second, all calls together; 0: unlimited. */
+  uploadLimitBytesPerSecond?: number;
 }
+
+/** The swarm's view for the data plane: who holds what, and what the hub is sending to whom. */
+export interface SwarmDirectory {
+  sources(contentIds: readonly Buffer[]): ChunkSourceInfo[];
+  transit(node: string, hashes: readonly Buffer[]): TransitCall;
+  /** Is this chunk on its way to another node that serves peers (so `node` should fetch it there)? */
+  elsewhere(node: string, hash: Buffer): boolean;
+}
+
+/** Largest chunk FastCDC makes: the upload cap lets at least one through at once. */
+const UPLOAD_BURST_BYTES = 256 * 1024;
+/** How often the hub logs what it uploaded, while it uploads. */
+const STATS_LOG_MS = 2000;
+/** At most this many content ids per Sources call. */
+export const MAX_SOURCES_CONTENTS = 4096;
 
 /** The hub's gRPC server: library deltas, manifests and chunks. */
 export class DataPlaneServer {
   private server?: Server;
-  readonly stats: ChunkServiceStats = { chunksSent: 0, bytesSent: 0, missing: 0 };
+  readonly stats: ChunkServiceStats = { chunksSent: 0, bytesSent: 0, missing: 0, deflected: 0 };
+  readonly uploadLimit?: TokenBucket;
   boundPort = 0;
+  private statsTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly catalogue: Catalogue,
     private readonly options: DataPlaneOptions,
     private readonly log: Logger,
     private readonly onStale: (file: string) => void = () => {},
-  ) {}
+    /** Peer-to-peer: answers Library.Sources; without it only the hub is named. */
+    private readonly swarm?: SwarmDirectory,
+  ) {
+    const limit = options.uploadLimitBytesPerSecond ?? 0;
+    if (limit > 0) this.uploadLimit = new TokenBucket(limit, UPLOAD_BURST_BYTES);
+  }
 
   private libraryHandlers(): LibraryHandlers {
     return {
@@ -147,6 +175,19 @@ export class DataPlaneServer {
         }
         callback(null, { contentId, size: String(m.size), chunks: m.chunks.map((c) => ({ hash: c.hash, size: c.size })) });
       },
+      Sources: (call: ServerUnaryCall<SourcesRequest__Output, SourcesReply>, callback: sendUnaryData<SourcesReply>) => {
+        const ids = call.request.contentIds ?? [];
+        if (ids.length > MAX_SOURCES_CONTENTS || ids.some((id) => id.length !== 32)) {
+          callback({ code: status.INVALID_ARGUMENT, details: `content_ids: at most ${MAX_SOURCES_CONTENTS}, each a 32-byte SHA-256` });
+          return;
+        }
+        try {
+          callback(null, { sources: this.swarm ? this.swarm.sources(ids) : [{ hub: true, nodeUuid: '', address: '', holdings: [] }] });
+        } catch (err) {
+          this.log.error({ err }, 'Sources failed');
+          callback({ code: status.INTERNAL, details: (err as Error).message });
+        }
+      },
     };
   }
 
@@ -154,17 +195,33 @@ export class DataPlaneServer {
     const server = new Server(channelOptions(this.options.maxMessageBytes));
     const v1 = dataPlane().firefly.v1;
     server.addService(v1.Library.service, this.libraryHandlers());
-    server.addService(v1.Chunks.service, chunkService(new LibraryChunkSource(this.catalogue, this.onStale), this.stats));
+    const swarm = this.swarm;
+    server.addService(
+      v1.Chunks.service,
+      chunkService(new LibraryChunkSource(this.catalogue, this.onStale), this.stats, {
+        uploadLimit: this.uploadLimit,
+        transit: swarm ? (node, hashes) => swarm.transit(node, hashes) : undefined,
+        elsewhere: swarm ? (node, hash) => swarm.elsewhere(node, hash) : undefined,
+      }),
+    );
     this.boundPort = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${this.options.host}:${this.options.port}`, ServerCredentials.createInsecure(), (err, port) =>
         err ? reject(new Error(`cannot listen for gRPC on ${this.options.host}:${this.options.port}: ${err.message} (setting: grpc.port)`)) : resolve(port),
       ),
     );
     this.server = server;
-    this.log.info({ port: this.boundPort }, 'data plane (gRPC) listening');
+    this.log.info({ port: this.boundPort, uploadLimitBytesPerSecond: this.uploadLimit?.bytesPerSecond ?? 0 }, 'data plane (gRPC) listening');
+    let logged = 0;
+    this.statsTimer = setInterval(() => {
+      if (this.stats.bytesSent === logged) return;
+      logged = this.stats.bytesSent;
+      this.log.info({ ...this.stats }, 'chunks uploaded');
+    }, STATS_LOG_MS);
+    this.statsTimer.unref();
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.statsTimer);
     const server = this.server;
     if (!server) return;
     await new Promise<void>((resolve) => {

@@ -124,7 +124,11 @@ function printGroups(groups: GroupState[], json?: boolean): void {
     if (json) process.stdout.write(`${JSON.stringify(g)}\n`);
     else {
       const members = g.members.map((m) => `${m.name}${m.online ? '' : ' (offline)'}`).join(', ') || 'no members';
-      process.stdout.write(`${String(g.groupId).padStart(4)}  ${g.name.padEnd(20)}  vol ${g.volume}  ${g.playback.state}  ${members}\n`);
+      const p = g.playback;
+      const what = p.entryId === null ? '' : `  ${p.title ?? `entry ${p.entryId}`} ${formatTime(p.positionMs)}${p.durationMs === null ? '' : `/${formatTime(p.durationMs)}`}`;
+      const modes = `${p.shuffle ? '  shuffle' : ''}${p.repeat === 'off' ? '' : `  repeat ${p.repeat}`}${p.muted ? '  muted' : ''}`;
+      process.stdout.write(`${String(g.groupId).padStart(4)}  ${g.name.padEnd(20)}  vol ${g.volume}  ${p.state}${what}${modes}  ${members}\n`);
+      for (const e of g.errors.slice(-3)) process.stdout.write(`        error: ${e.nodeId === null ? '' : `node ${e.nodeId}, `}entry ${e.entryId ?? '-'}: ${e.message}\n`);
     }
   }
 }
@@ -191,4 +195,100 @@ export function addControlCommands(ctl: Command, fail: (err: unknown) => never):
       }),
     ),
   );
+
+  addPlaybackCommands(ctl, run, groups, nodes);
+}
+
+function formatTime(ms: number): string {
+  const total = Math.floor(ms / 1000);
+  return `${Math.floor(total / 60)}:${String(total % 60).padStart(2, '0')}`;
+}
+
+function parseIds(given: string[], what: string): number[] {
+  return given.map((t) => {
+    const v = Number(t);
+    if (!Number.isInteger(v) || v < 1) throw new CtlError(`${what} must be whole numbers (see firefly ctl library), got ${JSON.stringify(t)}`);
+    return v;
+  });
+}
+
+type Run = (work: (flags: MqttFlags, ...args: string[]) => Promise<void>) => (...args: unknown[]) => Promise<void>;
+type Reader<T> = (client: MqttClient, topics: Topics, ms: number) => Promise<T>;
+
+/** `firefly ctl play|pause|resume|stop|seek|next|previous|queue|shuffle|repeat|mute`, and `node latency`. */
+function addPlaybackCommands(ctl: Command, run: Run, groups: Reader<GroupList>, nodes: Reader<NodeList>): void {
+  const command = (parent: Command, usage: string, description: string, build: (client: MqttClient, topics: Topics, ms: number, args: string[]) => Promise<[CommandName, Record<string, unknown>]>) =>
+    withMqttFlags(parent.command(usage).description(description)).action(
+      run((flags, ...args) =>
+        withBroker(flags, async (client, topics, ms) => {
+          const [name, body] = await build(client, topics, ms, args.map((a) => a as unknown as string | string[]).flat());
+          const result = await sendCommand(client, topics, name, body, ms);
+          if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+          else if (result && typeof result === 'object' && 'members' in result) printGroups([result as GroupState]);
+          else process.stdout.write(`ok ${JSON.stringify(result)}\n`);
+        }),
+      ),
+    );
+  const groupId = async (client: MqttClient, topics: Topics, ms: number, given: string) => resolveGroup(await groups(client, topics, ms), given).groupId;
+  const simple = (name: 'pause' | 'resume' | 'stop' | 'next' | 'previous', description: string) =>
+    command(ctl, `${name} <group>`, description, async (client, topics, ms, [g]) => [name, { groupId: await groupId(client, topics, ms, g) }]);
+
+  command(ctl, 'play <group> [entries...]', 'play the queue, or replace it with these library entries (ids from `firefly ctl library`) and play', async (client, topics, ms, [g, ...entries]) => [
+    'play',
+    { groupId: await groupId(client, topics, ms, g), entryIds: entries.length > 0 ? parseIds(entries, 'entries') : undefined },
+  ]);
+  simple('pause', 'pause a group');
+  simple('resume', 'resume a paused group');
+  simple('stop', 'stop a group');
+  simple('next', 'skip to the next track');
+  simple('previous', 'back to the start of the track, or the previous one');
+  command(ctl, 'seek <group> <seconds>', 'jump to a position in the current track', async (client, topics, ms, [g, sec]) => {
+    const seconds = Number(sec);
+    if (!Number.isFinite(seconds) || seconds < 0) throw new CtlError(`seconds must be a number ≥ 0, got ${JSON.stringify(sec)}`);
+    return ['seek', { groupId: await groupId(client, topics, ms, g), seconds }];
+  });
+  command(ctl, 'shuffle <group> <on|off>', 'shuffle the queue', async (client, topics, ms, [g, on]) => ['shuffle', { groupId: await groupId(client, topics, ms, g), on: parseSwitch(on) }]);
+  command(ctl, 'repeat <group> <off|one|all>', 'repeat nothing, the track, or the queue', async (client, topics, ms, [g, mode]) => {
+    if (!['off', 'one', 'all'].includes(mode)) throw new CtlError(`repeat is off, one or all, got ${JSON.stringify(mode)}`);
+    return ['repeat', { groupId: await groupId(client, topics, ms, g), mode }];
+  });
+  command(ctl, 'mute <group> <on|off>', 'mute or unmute a group', async (client, topics, ms, [g, on]) => ['mute', { groupId: await groupId(client, topics, ms, g), muted: parseSwitch(on) }]);
+
+  const queue = ctl.command('queue').description("show and change a group's queue");
+  withMqttFlags(queue.command('show <group>').description('list the queue (item ids are what remove and move take)')).action(
+    run((flags, g) =>
+      withBroker(flags, async (client, topics, ms) => {
+        const state = resolveGroup(await groups(client, topics, ms), g);
+        if (flags.json) return void process.stdout.write(`${JSON.stringify(state.queue)}\n`);
+        for (const [i, item] of state.queue.items.entries()) {
+          process.stdout.write(`${item.itemId === state.queue.current ? '>' : ' '} ${String(i).padStart(4)}  item ${String(item.itemId).padStart(5)}  entry ${item.entryId}\n`);
+        }
+        if (state.queue.length > state.queue.items.length) process.stdout.write(`  … ${state.queue.length - state.queue.items.length} more\n`);
+      }),
+    ),
+  );
+  command(queue, 'add <group> <entries...>', 'append library entries to the queue', async (client, topics, ms, [g, ...entries]) => [
+    'queue/add',
+    { groupId: await groupId(client, topics, ms, g), entryIds: parseIds(entries, 'entries') },
+  ]);
+  command(queue, 'remove <group> <item>', 'remove a queue item', async (client, topics, ms, [g, item]) => ['queue/remove', { groupId: await groupId(client, topics, ms, g), itemId: parseIds([item], 'item')[0] }]);
+  command(queue, 'move <group> <item> <to>', 'move a queue item to a place (0 = first)', async (client, topics, ms, [g, item, to]) => [
+    'queue/move',
+    { groupId: await groupId(client, topics, ms, g), itemId: parseIds([item], 'item')[0], to: parseIds([String(Number(to) + 1)], 'place')[0] - 1 },
+  ]);
+  command(queue, 'clear <group>', 'empty the queue (and stop)', async (client, topics, ms, [g]) => ['queue/clear', { groupId: await groupId(client, topics, ms, g) }]);
+
+  const node = ctl.commands.find((c) => c.name() === 'node') ?? ctl.command('node').description('change one node');
+  command(node, 'mute <node> <on|off>', 'mute or unmute one node', async (client, topics, ms, [n, on]) => ['mute', { nodeId: resolveNode(await nodes(client, topics, ms), n).nodeId, muted: parseSwitch(on) }]);
+  command(node, 'latency <node> <ms>', 'latency offset: how much later than reported this speaker sounds (ms)', async (client, topics, ms, [n, l]) => {
+    const latencyMs = Number(l);
+    if (!Number.isFinite(latencyMs)) throw new CtlError(`latency must be a number of milliseconds, got ${JSON.stringify(l)}`);
+    return ['node/latency', { nodeId: resolveNode(await nodes(client, topics, ms), n).nodeId, latencyMs }];
+  });
+}
+
+function parseSwitch(text: string): boolean {
+  if (text === 'on' || text === 'true') return true;
+  if (text === 'off' || text === 'false') return false;
+  throw new CtlError(`expected on or off, got ${JSON.stringify(text)}`);
 }

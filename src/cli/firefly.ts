@@ -75,10 +75,18 @@ addFlags(program.command('node').description('run a node: mirror the library and
       fail(err);
     }
     const log = createLogger('node', config.logLevel);
+    // Without a hub address, find the hub on the LAN first: everything after reads config.hub.
+    const { resolveHub } = await import('../discovery/resolve.js');
+    let resolved;
+    try {
+      resolved = await resolveHub(config, log);
+    } catch (err) {
+      fail(err);
+    }
     const { FireflyNode } = await import('../node/node.js');
     let node;
     try {
-      node = new FireflyNode(config, log);
+      node = new FireflyNode(resolved, log);
     } catch (err) {
       fail(err);
     }

@@ -15,11 +15,14 @@ export const HUB_ENV: EnvBinding[] = [
   { env: 'FIREFLY_DATA_DIR', path: ['dataDir'], kind: 'string' },
   { env: 'FIREFLY_GRPC_PORT', path: ['grpc', 'port'], kind: 'number' },
   { env: 'FIREFLY_HTTP_PORT', path: ['http', 'port'], kind: 'number' },
+  { env: 'FIREFLY_CLOCK_PORT', path: ['clock', 'port'], kind: 'number' },
   { env: 'FIREFLY_MQTT_URL', path: ['mqtt', 'url'], kind: 'string' },
   { env: 'FIREFLY_MQTT_PORT', path: ['mqtt', 'port'], kind: 'number' },
   { env: 'FIREFLY_MQTT_USERNAME', path: ['mqtt', 'username'], kind: 'string' },
   { env: 'FIREFLY_MQTT_PASSWORD', path: ['mqtt', 'password'], kind: 'string' },
   { env: 'FIREFLY_MQTT_TOPIC_PREFIX', path: ['mqtt', 'topicPrefix'], kind: 'string' },
+  { env: 'FIREFLY_HUB_NAME', path: ['name'], kind: 'string' },
+  { env: 'FIREFLY_ADVERTISE', path: ['discovery', 'advertise'], kind: 'boolean' },
   { env: 'FIREFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
 ];
 
@@ -29,12 +32,16 @@ export const HUB_FLAGS: FlagBinding[] = [
   { flag: '--grpc-host <host>', path: ['grpc', 'host'], kind: 'string', help: 'data-plane listen address (default 0.0.0.0)' },
   { flag: '--grpc-port <port>', path: ['grpc', 'port'], kind: 'number', help: 'data-plane port (default 7420)' },
   { flag: '--http-port <port>', path: ['http', 'port'], kind: 'number', help: 'web page and REST port (default 8081)' },
+  { flag: '--clock-port <port>', path: ['clock', 'port'], kind: 'number', help: 'clock-exchange UDP port, on the grpc host (default 7421)' },
   { flag: '--mqtt <url>', path: ['mqtt', 'url'], kind: 'string', help: 'use this external MQTT broker (mqtt://HOST:PORT) instead of the embedded one' },
   { flag: '--mqtt-host <host>', path: ['mqtt', 'host'], kind: 'string', help: 'embedded broker listen address (default 0.0.0.0)' },
   { flag: '--mqtt-port <port>', path: ['mqtt', 'port'], kind: 'number', help: 'embedded broker port (default 1883)' },
   { flag: '--mqtt-username <name>', path: ['mqtt', 'username'], kind: 'string', help: 'MQTT user name (external broker, or required by the embedded one)' },
   { flag: '--mqtt-password <password>', path: ['mqtt', 'password'], kind: 'string', help: 'MQTT password (prefer FIREFLY_MQTT_PASSWORD)' },
   { flag: '--topic-prefix <prefix>', path: ['mqtt', 'topicPrefix'], kind: 'string', help: 'root of every MQTT topic (default firefly)' },
+  { flag: '--name <name>', path: ['name'], kind: 'string', help: 'name nodes see when they look for a hub (default: host name)' },
+  { flag: '--no-advertise', path: ['discovery', 'advertise'], kind: 'boolean', help: 'do not advertise the hub over mDNS (nodes then need --hub)' },
+  { flag: '--upload-limit <rate>', path: ['grpc', 'uploadLimitBytesPerSecond'], kind: 'bitrate', help: 'cap the chunk upload to nodes, in bits per second: 100M = 100 Mbit/s (default 0 = unlimited)' },
   { flag: '--heartbeat-timeout <seconds>', path: ['nodes', 'heartbeatTimeoutSeconds'], kind: 'number', help: 'mark a silent node offline after this long (default 3)' },
   { flag: '--workers <n>', path: ['index', 'workers'], kind: 'number', help: 'indexing threads, 0 = one per core' },
   { flag: '--settle-ms <ms>', path: ['index', 'settleMs'], kind: 'number', help: 'how long a file must stand still before it is indexed' },
@@ -43,22 +50,32 @@ export const HUB_FLAGS: FlagBinding[] = [
 
 export const NODE_ENV: EnvBinding[] = [
   { env: 'FIREFLY_HUB', path: ['hub'], kind: 'string' },
+  { env: 'FIREFLY_HUB_NAME', path: ['discovery', 'hubName'], kind: 'string' },
   { env: 'FIREFLY_DATA_DIR', path: ['dataDir'], kind: 'string' },
   { env: 'FIREFLY_NODE_NAME', path: ['name'], kind: 'string' },
   { env: 'FIREFLY_STORE_BUDGET', path: ['store', 'budgetBytes'], kind: 'bytes' },
+  { env: 'FIREFLY_CLOCK_PORT', path: ['clock', 'port'], kind: 'number' },
   { env: 'FIREFLY_MQTT_URL', path: ['mqtt', 'url'], kind: 'string' },
   { env: 'FIREFLY_MQTT_USERNAME', path: ['mqtt', 'username'], kind: 'string' },
   { env: 'FIREFLY_MQTT_PASSWORD', path: ['mqtt', 'password'], kind: 'string' },
   { env: 'FIREFLY_MQTT_TOPIC_PREFIX', path: ['mqtt', 'topicPrefix'], kind: 'string' },
+  { env: 'FIREFLY_OUTPUT', path: ['output', 'kind'], kind: 'string' },
+  { env: 'FIREFLY_OUTPUT_DEVICE', path: ['output', 'device'], kind: 'string' },
   { env: 'FIREFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
 ];
 
 export const NODE_FLAGS: FlagBinding[] = [
-  { flag: '--hub <address>', path: ['hub'], kind: 'string', help: 'hub address, HOST or HOST:PORT (default 127.0.0.1:7420)' },
+  { flag: '--hub <address>', path: ['hub'], kind: 'string', help: 'hub address, HOST or HOST:PORT (port 7420 when omitted; default: find the hub on the LAN over mDNS)' },
+  { flag: '--hub-name <name>', path: ['discovery', 'hubName'], kind: 'string', help: 'without --hub: use the hub advertising this name (default: the first found)' },
+  { flag: '--discovery-timeout <seconds>', path: ['discovery', 'timeoutSeconds'], kind: 'number', help: 'without --hub: how long to look for a hub (default 10)' },
   { flag: '--data-dir <folder>', path: ['dataDir'], kind: 'string', help: 'identity, chunk store and index (default ~/.firefly/node)' },
   { flag: '--name <name>', path: ['name'], kind: 'string', help: 'name shown for this node (default: host name)' },
   { flag: '--store-budget <size>', path: ['store', 'budgetBytes'], kind: 'bytes', help: 'chunk store size budget, e.g. 2G (default 8G)' },
-  { flag: '--prefetch <policy>', path: ['sync', 'prefetch'], kind: 'string', help: 'all (keep the whole library) or none' },
+  { flag: '--prefetch <policy>', path: ['sync', 'prefetch'], kind: 'string', help: 'all (keep the whole library), queue (what the group is about to play) or none' },
+  { flag: '--no-peers', path: ['sync', 'peers'], kind: 'boolean', help: 'fetch chunks from the hub only, never from other nodes' },
+  { flag: '--serve-host <host>', path: ['serve', 'host'], kind: 'string', help: 'chunk server listen address (default 0.0.0.0)' },
+  { flag: '--serve-port <port>', path: ['serve', 'port'], kind: 'number', help: 'chunk server port for peers (default 7422; 0 = any free port)' },
+  { flag: '--advertise-host <host>', path: ['serve', 'advertiseHost'], kind: 'string', help: 'host peers reach this node at (default: the address it reaches the broker from)' },
   { flag: '--mqtt <url>', path: ['mqtt', 'url'], kind: 'string', help: 'control-plane broker, mqtt://HOST:PORT or HOST[:PORT] (default: the hub host, port 1883)' },
   { flag: '--mqtt-username <name>', path: ['mqtt', 'username'], kind: 'string', help: 'MQTT user name' },
   { flag: '--mqtt-password <password>', path: ['mqtt', 'password'], kind: 'string', help: 'MQTT password (prefer FIREFLY_MQTT_PASSWORD)' },
@@ -66,6 +83,15 @@ export const NODE_FLAGS: FlagBinding[] = [
   { flag: '--keepalive <seconds>', path: ['mqtt', 'keepaliveSeconds'], kind: 'number', help: 'MQTT keepalive; offline after 1.5x this (default 2)' },
   { flag: '--heartbeat <seconds>', path: ['mqtt', 'heartbeatSeconds'], kind: 'number', help: 'seconds between heartbeats (default 1)' },
   { flag: '--sync-interval <seconds>', path: ['sync', 'intervalSeconds'], kind: 'number', help: 'seconds between library polls (default 60)' },
+  { flag: '--output <kind>', path: ['output', 'kind'], kind: 'string', help: 'auto (default), pulse, alsa, null or measure' },
+  { flag: '--output-device <name>', path: ['output', 'device'], kind: 'string', help: 'PulseAudio sink or ALSA device (default: the system default)' },
+  { flag: '--output-buffer <ms>', path: ['output', 'bufferMs'], kind: 'number', help: 'audio buffered in the sound server or card, ms (default 100)' },
+  { flag: '--clock-port <port>', path: ['clock', 'port'], kind: 'number', help: "the hub's clock-exchange UDP port (default 7421)" },
+  { flag: '--sim-clock-offset <seconds>', path: ['sim', 'clockOffsetSeconds'], kind: 'number', help: 'tests and benchmarks only: add this many seconds to the node clock' },
+  { flag: '--sim-clock-skew <ppm>', path: ['sim', 'clockSkewPpm'], kind: 'number', help: 'tests and benchmarks only: run the node clock this many ppm fast (negative: slow)' },
+  { flag: '--sim-corrupt-serving', path: ['sim', 'corruptServing'], kind: 'boolean', help: 'tests only: damage every chunk served to peers' },
+  { flag: '--sim-output-rate-error <ppm>', path: ['sim', 'outputRateErrorPpm'], kind: 'number', help: 'tests and benchmarks only: run the measurement output this many ppm fast (negative: slow)' },
+  { flag: '--measure-file <file>', path: ['playback', 'measureFile'], kind: 'string', help: 'measurement output: record when frames play in this file (tests and benchmarks)' },
   { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
 ];
 
@@ -83,7 +109,18 @@ function camel(flag: string): string {
 function flagOverrides(opts: Record<string, unknown>, flags: readonly FlagBinding[]): Override[] {
   const out: Override[] = [];
   for (const f of flags) {
+    // A negated switch (--no-advertise): commander sets the option to true by default and
+    // false when given; only "given" overrides the file and environment.
+    if (f.flag.startsWith('--no-')) {
+      if (opts[camel(`--${f.flag.slice(5)}`)] === false) out.push({ path: f.path, value: false, source: f.flag });
+      continue;
+    }
     const v = opts[camel(f.flag)];
+    // A plain switch (--sim-corrupt-serving): commander sets it to true when given.
+    if (v === true && f.kind === 'boolean') {
+      out.push({ path: f.path, value: true, source: f.flag.split(/\s+/)[0] });
+      continue;
+    }
     if (typeof v !== 'string') continue;
     const source = f.flag.split(/\s+/)[0];
     out.push({ path: f.path, value: parseValue(v, f.kind, source), source });

@@ -27,7 +27,8 @@ export const systemClock: LocalClock = { now: monotonicMs };
  * (`firefly node --sim-clock-offset/--sim-clock-skew`).
  */
 export class SimulatedClock implements LocalClock {
-  private readonly origin = monotonicMs();
+  /** The machine's monotonic time (ms) at construction: where the skew starts to count. */
+  readonly origin = monotonicMs();
 
   constructor(
     readonly offsetSeconds: number,

@@ -9,7 +9,7 @@ export interface Override {
   source: string; // e.g. "FIREFLY_GRPC_PORT" or "--grpc-port"
 }
 
-export type ValueKind = 'string' | 'number' | 'boolean' | 'list' | 'bytes';
+export type ValueKind = 'string' | 'number' | 'boolean' | 'list' | 'bytes' | 'bitrate';
 
 /** Names of environment variables and the setting each one sets. */
 export interface EnvBinding {
@@ -48,6 +48,13 @@ export function parseValue(text: string, kind: ValueKind, source: string): unkno
       const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
       if (!m || unit === undefined) throw new ConfigError(`${source}: expected a size such as 500M or 8G, got ${JSON.stringify(text)}`);
       return Math.round(Number(m[1]) * unit);
+    }
+    case 'bitrate': {
+      // Network rates count bits with decimal prefixes (100M = 100 Mbit/s); the setting is in bytes per second.
+      const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:bit|bps|bit\/s|b\/s)?\s*$/i.exec(text);
+      if (!m) throw new ConfigError(`${source}: expected a rate in bits per second such as 100M, 1.5G or 800k, got ${JSON.stringify(text)}`);
+      const scale = { '': 1, k: 1e3, m: 1e6, g: 1e9 }[m[2].toLowerCase()] ?? 1;
+      return Math.round((Number(m[1]) * scale) / 8);
     }
   }
 }

@@ -12,8 +12,11 @@ import {
   type Availability,
   type ClockQuality,
   type Heartbeat,
+  type Holdings,
   type JoinRequest,
+  type NodeCommand,
   type NodePlayback,
+  type PlayerEvent,
   type StoreUsage,
   type Welcome,
 } from '../protocol/schemas.js';
@@ -35,6 +38,9 @@ export interface ControlAgentOptions {
 export interface NodeStatus {
   libraryVersion(): number;
   storeUsage(): StoreUsage;
+  /** What the player does now (idle until a group plays). */
+  playback?(): NodePlayback;
+  clock(): ClockQuality;
 }
 
 interface AgentEvents {
@@ -43,6 +49,10 @@ interface AgentEvents {
   /** The hub announced a library version newer than ours, or asked for a sync. */
   library: [version: number];
   volume: [volume: number, groupVolume: number];
+  /** Mute (node or group) and the latency offset changed. */
+  output: [muted: boolean, latencyMs: number];
+  /** The hub's sync coordinator: prepare, start, next, stop. */
+  player: [Extract<NodeCommand, { command: 'prepare' | 'start' | 'next' | 'stop' }>];
 }
 
 /**
@@ -59,8 +69,6 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
   volume = 100;
   groupVolume = 100;
   playback: NodePlayback = { state: 'idle', trackId: null, positionMs: null };
-  // Clock estimation arrives with the sync work; until then the node says so.
-  clock: ClockQuality = { synced: false, offsetMs: null, errorMs: null, rttMs: null };
 
   constructor(
     private readonly options: ControlAgentOptions,
@@ -116,6 +124,25 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
     await endClient(client);
   }
 
+  /** Tells the hub which chunks this node holds (peer-to-peer); false when not connected. */
+  sendHoldings(holdings: Holdings): boolean {
+    const client = this.client;
+    if (!client?.connected) return false;
+    client.publish(this.topics.nodeHoldings(this.options.uuid), encode(holdings), { qos: 1 });
+    return true;
+  }
+
+  /** The local address of the connection to the broker: how this node is reached from the hub's side. */
+  get localAddress(): string | undefined {
+    const stream = this.client?.stream as { localAddress?: string } | undefined;
+    return stream?.localAddress;
+  }
+
+  /** Tells the hub what the player did (ready, track changed, ended, failed). */
+  sendPlayerEvent(event: PlayerEvent): void {
+    this.client?.publish(this.topics.nodePlayer(this.options.uuid), encode(event), { qos: 1 });
+  }
+
   private join(): void {
     const request: JoinRequest = { uuid: this.options.uuid, name: this.options.name, software: SOFTWARE_VERSION, protocol: PROTOCOL_VERSION };
     this.client?.publish(this.topics.nodeJoin(this.options.uuid), encode(request), { qos: 1 });
@@ -133,8 +160,8 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
         nodeId: this.nodeId,
         libraryVersion: this.status.libraryVersion(),
         store: { chunks: usage.chunks, bytes: usage.bytes, budgetBytes: usage.budgetBytes },
-        playback: this.playback,
-        clock: this.clock,
+        playback: this.status.playback?.() ?? this.playback,
+        clock: this.status.clock(),
         volume: this.volume,
       };
     } catch (err) {
@@ -164,12 +191,17 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
     } else if (topic === t.nodeCommand(uuid)) {
       const command = parsePayload(nodeCommandSchema, payload);
       if (!command.ok) return this.log.warn({ topic, err: command.message }, 'bad command from the hub');
-      if (command.value.command === 'volume') {
-        this.volume = command.value.volume;
-        this.groupVolume = command.value.groupVolume;
+      const c = command.value;
+      if (c.command === 'volume') {
+        this.volume = c.volume;
+        this.groupVolume = c.groupVolume;
         this.emit('volume', this.volume, this.groupVolume);
+      } else if (c.command === 'sync') {
+        this.emit('library', c.libraryVersion);
+      } else if (c.command === 'output') {
+        this.emit('output', c.muted, c.latencyMs);
       } else {
-        this.emit('library', command.value.libraryVersion);
+        this.emit('player', c);
       }
     }
   }

@@ -43,6 +43,13 @@ export class ChunkStore {
   constructor(
     private readonly db: Db,
     dir: string,
+    /**
+     * fsync each chunk before it is renamed into place. Without it a process crash still
+     * leaves whole chunks or none (rename), and a power cut may leave a damaged file that
+     * the verifying read drops (it is fetched again); with it, a busy disk's fsync latency
+     * bounds how fast chunks arrive (setting store.fsync).
+     */
+    private readonly fsync = true,
   ) {
     this.root = join(dir, 'chunks');
     this.tmp = join(dir, 'chunks', 'tmp');
@@ -97,7 +104,7 @@ export class ChunkStore {
     try {
       let off = 0;
       while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-      fsyncSync(fd);
+      if (this.fsync) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -105,8 +112,18 @@ export class ChunkStore {
     cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
   }
 
-  /** The chunk's bytes, verified; undefined if absent or found damaged (then it is dropped). */
+  /** The chunk's bytes, verified; undefined if absent or found damaged (then it is dropped). Marks it used. */
   async get(hash: Buffer): Promise<Buffer | undefined> {
+    const data = await this.read(hash);
+    if (data) this.touch([hash]);
+    return data;
+  }
+
+  /**
+   * The chunk's bytes, verified, without marking it used: serving a peer is not playing,
+   * and must not keep a track from being evicted.
+   */
+  async read(hash: Buffer): Promise<Buffer | undefined> {
     if (!this.has(hash)) return undefined;
     let data: Buffer;
     try {
@@ -120,7 +137,6 @@ export class ChunkStore {
       await rm(this.pathOf(hash), { force: true });
       return undefined;
     }
-    this.touch([hash]);
     return data;
   }
 

@@ -1,18 +1,18 @@
 import type { Logger } from '../log.js';
-import type { ChunksClient, LibraryClient } from '../protocol/data-plane.js';
+import type { LibraryClient } from '../protocol/data-plane.js';
 import type { ChangesReply__Output } from '../generated/firefly/v1/ChangesReply.js';
 import type { TrackManifest__Output } from '../generated/firefly/v1/TrackManifest.js';
-import { fetchChunks, emptyFetchStats, DEFAULT_FETCH, type FetchStats } from '../transfer/chunk-fetcher.js';
+import { emptySwarmStats, type SwarmFetcher, type SwarmStats, type SwarmTrack } from '../transfer/swarm-fetcher.js';
 import type { ChunkStore } from './chunk-store.js';
 import type { LibraryMirror } from './library-mirror.js';
 
 export interface SyncOptions {
-  prefetch: 'all' | 'none';
+  /** all: every playable track; queue: the tracks set by setQueue (what the group plays next); none. */
+  prefetch: 'all' | 'queue' | 'none';
   budgetBytes: number;
-  batchChunks: number;
 }
 
-export interface SyncReport extends FetchStats {
+export interface SyncReport extends SwarmStats {
   fromVersion: number;
   toVersion: number;
   entriesChanged: number;
@@ -36,15 +36,39 @@ function unary<Req, Res>(fn: (req: Req, opts: { deadline: number }, cb: (err: Er
 export class LibrarySync {
   private running?: Promise<SyncReport>;
   private again = false;
+  /** The current and upcoming tracks (content ids): fetched under prefetch 'queue', never evicted. */
+  private queue: Buffer[] = [];
 
   constructor(
     private readonly library: LibraryClient,
-    private readonly chunks: ChunksClient,
+    private readonly fetcher: SwarmFetcher,
     private readonly mirror: LibraryMirror,
     private readonly store: ChunkStore,
     private readonly options: SyncOptions,
     private readonly log: Logger,
   ) {}
+
+  /**
+   * What the node's group plays now and next, in order. Pinned against eviction; with
+   * prefetch 'queue' it is what a sync fetches (a change starts one).
+   */
+  setQueue(contentIds: readonly Buffer[]): void {
+    const same = contentIds.length === this.queue.length && contentIds.every((c, i) => c.equals(this.queue[i]));
+    this.queue = [...contentIds];
+    if (!same && this.options.prefetch === 'queue') void this.sync().catch((err: Error) => this.log.warn({ err: err.message }, 'library sync failed'));
+  }
+
+  /** The queue as last set. */
+  queued(): Buffer[] {
+    return [...this.queue];
+  }
+
+  /** Chunk hashes (hex) of the queue's tracks: never evicted. */
+  pinned(): Set<string> {
+    const out = new Set<string>();
+    for (const id of this.queue) for (const c of this.mirror.manifest(id)?.chunks ?? []) out.add(c.hash.toString('hex'));
+    return out;
+  }
 
   /** Resolves once no sync is running (used before closing the database). */
   async idle(): Promise<void> {
@@ -97,25 +121,33 @@ export class LibrarySync {
       }
     }
 
-    const stats = emptyFetchStats();
-    let wanted: Buffer[] = [];
+    let stats = emptySwarmStats();
+    const wantedKeys = new Set<string>();
     let failed: Buffer[] = [];
-    if (this.options.prefetch === 'all') {
-      const all: Buffer[] = [];
-      for (const contentId of contents) for (const c of this.mirror.manifest(contentId)?.chunks ?? []) all.push(c.hash);
-      wanted = this.store.missing(all);
-      failed = await fetchChunks(this.chunks, wanted, this.store, stats, { ...DEFAULT_FETCH, batchChunks: this.options.batchChunks }, (err) =>
-        this.log.warn({ err: err.message }, 'chunk fetch problem'),
-      );
+    const prefetch = this.options.prefetch === 'all' ? contents : this.options.prefetch === 'queue' ? this.queue : [];
+    const tracks: SwarmTrack[] = [];
+    for (const contentId of prefetch) {
+      const m = this.mirror.manifest(contentId);
+      if (!m) continue;
+      const chunks = m.chunks.filter((c) => !this.store.has(c.hash));
+      if (chunks.length === 0) continue;
+      tracks.push({ contentId, chunks: m.chunks });
+      for (const c of chunks) wantedKeys.add(c.hash.toString('hex'));
     }
-    const evicted = this.store.evict(this.options.budgetBytes);
+    const wanted = wantedKeys.size;
+    if (tracks.length > 0) {
+      // The whole library: rarest first spreads the chunks over the swarm; the queue: in playback order.
+      ({ failed, stats } = await this.fetcher.fetch(tracks, { order: this.options.prefetch === 'queue' ? 'sequential' : 'rarest' }));
+      if (failed.length > 0) this.log.warn({ failed: failed.length, wanted }, 'some chunks could not be fetched; the next sync tries again');
+    }
+    const evicted = this.store.evict(this.options.budgetBytes, this.pinned());
     const report: SyncReport = {
       fromVersion,
       toVersion: version,
       entriesChanged,
       entriesRemoved,
       manifestsFetched,
-      chunksWanted: wanted.length,
+      chunksWanted: wanted,
       chunksFailed: failed.length,
       evictedChunks: evicted.chunks,
       ...stats,

@@ -1,16 +1,30 @@
 import { resolve } from 'node:path';
-import type { NodeConfig } from '../config/schema.js';
+import type { ResolvedNodeConfig } from '../config/schema.js';
 import { DEFAULT_GRPC_PORT } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { chunksClient, grpcAddress, libraryClient, type ChunksClient, type LibraryClient } from '../protocol/data-plane.js';
 import type { Db } from '../storage/sqlite.js';
 import { brokerUrl, hostOf } from '../protocol/mqtt-client.js';
+import type { HubClock } from '../clock/hub-clock.js';
+import { SimulatedClock, systemClock, type LocalClock } from '../clock/local-clock.js';
+import { ClockSync } from './clock-sync.js';
 import { ControlAgent } from './agent.js';
 import { ChunkStore } from './chunk-store.js';
 import { loadIdentity, type NodeIdentity } from './identity.js';
 import { LibraryMirror } from './library-mirror.js';
 import { LibrarySync, type SyncReport } from './library-sync.js';
 import { openNodeDb } from './node-db.js';
+import { openDecoder } from './decode/ffmpeg.js';
+import { selectOutput } from './output/select.js';
+import { DEFAULT_PLAYER, Player } from './player/player.js';
+import { TrackSource } from './player/track-source.js';
+import { ChunkServer } from './chunk-server.js';
+import { HoldingsAnnouncer } from './holdings-announcer.js';
+import { DEFAULT_SWARM, SwarmFetcher } from '../transfer/swarm-fetcher.js';
+import type { SourcesReply__Output } from '../generated/firefly/v1/SourcesReply.js';
+
+/** What the player decodes to and writes: tracks of other rates are resampled by the decoder. */
+const PLAYBACK_FORMAT = { sampleRate: 48000, channels: 2 };
 
 /**
  * A native Firefly node: its identity, chunk store and library mirror, and the loop
@@ -24,29 +38,61 @@ export class FireflyNode {
   readonly sync: LibrarySync;
   /** The control plane: availability, heartbeats, library announcements. */
   readonly agent: ControlAgent;
+  /** This node's time: the machine's monotonic clock, or a simulated one (sim.clock*). */
+  readonly clock: LocalClock;
+  /** The clock exchange with the hub; `hubClock` is its current mapping. */
+  readonly clockSync: ClockSync;
+  /** Local time ↔ hub time, as estimated now: what the player schedules with. */
+  readonly hubClock: HubClock;
+  /** Plays what the hub's sync coordinator says, in sync; made at start, once the output is chosen. */
+  player?: Player;
+  private readonly tracks: TrackSource;
+  /** Serves this node's chunks to peers. */
+  readonly chunkServer: ChunkServer;
+  /** Fetches chunks from the hub and from peers. */
+  readonly swarm: SwarmFetcher;
+  /** Tells the hub which chunks this node holds. */
+  readonly holdings: HoldingsAnnouncer;
   private readonly libraryClient: LibraryClient;
   private readonly chunksClient: ChunksClient;
   private timer?: NodeJS.Timeout;
   private stopped = false;
 
   constructor(
-    readonly config: NodeConfig,
+    /** The hub must be known by now: the CLI finds it over mDNS first when none was given (discovery.ts). */
+    readonly config: ResolvedNodeConfig,
     readonly log: Logger,
   ) {
     const dataDir = resolve(config.dataDir);
     this.identity = loadIdentity(dataDir);
     this.db = openNodeDb(dataDir);
-    this.store = new ChunkStore(this.db, dataDir);
+    this.store = new ChunkStore(this.db, dataDir, config.store.fsync);
     this.mirror = new LibraryMirror(this.db);
+    const { clockOffsetSeconds, clockSkewPpm } = config.sim;
+    this.clock = clockOffsetSeconds || clockSkewPpm ? new SimulatedClock(clockOffsetSeconds, clockSkewPpm) : systemClock;
+    this.clockSync = new ClockSync(this.clock, { host: hostOf(config.hub), port: config.clock.port }, log.child({ module: 'clock' }));
+    this.hubClock = this.clockSync.hubClock;
     const address = grpcAddress(config.hub, DEFAULT_GRPC_PORT);
     this.libraryClient = libraryClient(address);
     this.chunksClient = chunksClient(address);
+    this.chunkServer = new ChunkServer(this.store, { host: config.serve.host, port: config.serve.port, corrupt: config.sim.corruptServing }, log.child({ module: 'serve' }));
+    this.swarm = new SwarmFetcher(
+      this.chunksClient,
+      (contentIds) =>
+        new Promise<SourcesReply__Output>((ok, fail) =>
+          this.libraryClient.Sources({ contentIds }, { deadline: Date.now() + 5000 }, (err, res) => (err ? fail(err) : ok(res!))),
+        ).then((r) => r.sources),
+      this.store,
+      { ...DEFAULT_SWARM, self: this.identity.uuid, peers: config.sync.peers, chunksPerCall: config.sync.batchChunks },
+      log.child({ module: 'swarm' }),
+      (contents) => this.holdings.changed(contents),
+    );
     this.sync = new LibrarySync(
       this.libraryClient,
-      this.chunksClient,
+      this.swarm,
       this.mirror,
       this.store,
-      { prefetch: config.sync.prefetch, budgetBytes: config.store.budgetBytes, batchChunks: config.sync.batchChunks },
+      { prefetch: config.sync.prefetch, budgetBytes: config.store.budgetBytes },
       log.child({ module: 'sync' }),
     );
     this.agent = new ControlAgent(
@@ -61,9 +107,33 @@ export class FireflyNode {
         uuid: this.identity.uuid,
         name: config.name,
       },
-      { libraryVersion: () => this.mirror.version(), storeUsage: () => ({ ...this.store.usage(), budgetBytes: config.store.budgetBytes }) },
+      {
+        libraryVersion: () => this.mirror.version(),
+        storeUsage: () => ({ ...this.store.usage(), budgetBytes: config.store.budgetBytes }),
+        clock: () => this.clockSync.quality(),
+        playback: () => this.player?.status() ?? { state: 'idle', trackId: null, positionMs: null },
+      },
       log.child({ module: 'agent' }),
     );
+    this.holdings = new HoldingsAnnouncer(
+      this.mirror,
+      this.store,
+      (h) => this.agent.sendHoldings(h),
+      () => this.serveAddress(),
+      log.child({ module: 'holdings' }),
+    );
+    // After every welcome (first join, broker or hub restart) the hub hears everything again.
+    this.agent.on('welcome', () => this.holdings.snapshot());
+    // The group's current and next track: pinned, and what prefetch 'queue' fetches.
+    this.agent.on('player', (command) => {
+      if (command.command === 'prepare') this.sync.setQueue([command.track, ...(command.next ? [command.next] : [])].map((t) => Buffer.from(t.contentId, 'hex')));
+      else if (command.command === 'next' && command.next) this.sync.setQueue([...this.sync.queued().slice(0, 1), Buffer.from(command.next.contentId, 'hex')]);
+    });
+    this.tracks = new TrackSource(this.libraryClient, this.swarm, this.mirror, this.store, log.child({ module: 'tracks' }));
+    // Settings that arrive before the player exists (the welcome's volume) are kept by the agent and applied at start.
+    this.agent.on('player', (command) => this.player?.handle(command));
+    this.agent.on('volume', (volume, groupVolume) => this.player?.setVolume(volume, groupVolume));
+    this.agent.on('output', (muted, latencyMs) => this.player?.setOutput(muted, latencyMs));
     this.agent.on('library', (version) => {
       if (this.stopped) return;
       this.log.debug({ version }, 'the hub announced a new library version');
@@ -71,10 +141,19 @@ export class FireflyNode {
     });
   }
 
+  /** Where peers reach this node's chunk server: serve.advertiseHost, else the address it reaches the broker from. */
+  serveAddress(): string | null {
+    const port = this.chunkServer.boundPort;
+    const host = this.config.serve.advertiseHost ?? this.agent.localAddress?.replace(/^::ffff:/, '');
+    if (!port || !host) return null;
+    return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  }
+
   /** One sync, logged; errors are logged and returned as undefined (the loop goes on). */
   async syncOnce(): Promise<SyncReport | undefined> {
     try {
       const report = await this.sync.sync();
+      if (report.evictedChunks > 0) this.holdings.snapshot();
       this.log.info({ ...report, store: this.store.usage() }, 'sync complete');
       return report;
     } catch (err) {
@@ -85,19 +164,41 @@ export class FireflyNode {
 
   async start(): Promise<void> {
     this.log.info({ uuid: this.identity.uuid, hub: this.config.hub, name: this.config.name }, 'node starting');
+    await this.chunkServer.start();
     const loop = async () => {
       await this.syncOnce();
       if (!this.stopped) this.timer = setTimeout(() => void loop(), this.config.sync.intervalSeconds * 1000);
     };
     void loop();
+    if (this.clock instanceof SimulatedClock) {
+      // The simulated clock's origin (on the machine's monotonic clock) lets a test compute the true hub time.
+      this.log.info({ offsetSeconds: this.clock.offsetSeconds, skewPpm: this.clock.skewPpm, originMs: this.clock.origin }, 'simulated clock (tests and benchmarks only)');
+    }
+    await this.clockSync.start();
+    const { output, reason } = await selectOutput(
+      { ...this.config, playback: { ...this.config.playback, measureFile: this.config.playback.measureFile && resolve(this.config.playback.measureFile) } },
+      PLAYBACK_FORMAT,
+      { log: this.log.child({ module: 'output' }) },
+    );
+    this.log.info({ output: output.kind, reason }, 'audio output');
+    this.player = new Player(
+      { output, clock: this.clock, hubClock: this.hubClock, openDecoder, openTrack: this.tracks.open, send: (e) => this.agent.sendPlayerEvent(e), log: this.log.child({ module: 'player' }) },
+      { ...DEFAULT_PLAYER, prerollMs: this.config.playback.prerollMs },
+    );
+    this.player.setVolume(this.agent.volume, this.agent.groupVolume);
     await this.agent.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    await this.player?.close();
+    await this.clockSync.stop();
+    this.holdings.stop();
     await this.agent.stop();
+    this.swarm.close();
     await this.sync.idle();
+    await this.chunkServer.stop();
     this.libraryClient.close();
     this.chunksClient.close();
     this.db.close();

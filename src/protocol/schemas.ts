@@ -23,6 +23,14 @@ const name = z
   .max(64, 'at most 64 characters')
   .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
 const timestamp = z.number().nonnegative();
+/** One playback session: a new one on every play, resume, seek, next, previous, skip. */
+const session = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
+/** A time on the hub's clock (ms, the hub process's monotonic clock). */
+const hubMs = z.number();
+const positionMs = z.number().nonnegative();
+const entryId = id;
+const contentIdHex = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits');
+const latencyMs = z.number().min(-1000).max(5000);
 
 // ---------------------------------------------------------------------------------------
 // Hub and library
@@ -83,6 +91,12 @@ export const clockQualitySchema = z.object({
   offsetMs: z.number().nullable(),
   errorMs: z.number().nonnegative().nullable(),
   rttMs: z.number().nonnegative().nullable(),
+  /** How much faster (+) the hub's clock runs than the node's, in ppm. */
+  driftPpm: z.number().nullable().optional(),
+  /** Median round trip minus the smallest, in milliseconds. */
+  jitterMs: z.number().nonnegative().nullable().optional(),
+  /** Exchanges in the estimator's window. */
+  samples: z.int().min(0).optional(),
 });
 export type ClockQuality = z.infer<typeof clockQualitySchema>;
 
@@ -127,17 +141,116 @@ export const nodeEventSchema = z.object({
 });
 export type NodeEvent = z.infer<typeof nodeEventSchema>;
 
+/**
+ * What one content (track file) a node holds: all of it, or a bitmap over its chunk list
+ * (bit i = byte i >> 3, mask 1 << (i & 7), base64). Neither: the node holds none of it.
+ */
+export const contentHoldingSchema = z.strictObject({
+  contentId: contentIdHex,
+  complete: z.literal(true).optional(),
+  bitmap: z.string().max(16_384).regex(/^[A-Za-z0-9+/]*={0,2}$/, 'base64').optional(),
+});
+export type ContentHolding = z.infer<typeof contentHoldingSchema>;
+
+/**
+ * Node → hub on `<prefix>/node/<uuid>/holdings`: which chunks the node holds and serves
+ * (peer-to-peer fetch). Sent whole after every welcome (first message `reset`, possibly
+ * several pages) and as changes afterwards (debounced), each message at most 64 KiB.
+ */
+export const holdingsSchema = z.strictObject({
+  seq: z.int().min(0),
+  /** This message starts a full snapshot: forget what the node announced before. */
+  reset: z.boolean(),
+  /** Where the node serves chunks (HOST:PORT or [v6]:PORT); null: it does not serve. */
+  serve: z.string().min(1).max(300).nullable(),
+  contents: z.array(contentHoldingSchema).max(4096),
+});
+export type Holdings = z.infer<typeof holdingsSchema>;
+
+// ---------------------------------------------------------------------------------------
+// Playback between the hub's sync coordinator and a node's player
+
+
+/** A track a node can fetch and decode on its own: the catalogue entry and its content. */
+export const trackRefSchema = z.object({
+  entryId,
+  contentId: contentIdHex,
+  /** What the bytes are (mp3, flac, wav, ogg, opus, m4a), from the catalogue. */
+  format: z.string().min(1).max(16),
+  /** From the file's tags; a decode that ends much earlier means a damaged file. */
+  durationMs: z.number().nonnegative().nullable(),
+});
+export type TrackRef = z.infer<typeof trackRefSchema>;
+
 export const nodeCommandSchema = z.discriminatedUnion('command', [
   /** The node plays at volume × groupVolume / 10000 of full scale. */
   z.object({ command: z.literal('volume'), volume, groupVolume: volume }),
   z.object({ command: z.literal('sync'), libraryVersion: z.int().min(0) }),
+  /** Silence (node or group muted) and this node's latency offset (what software cannot see). */
+  z.object({ command: z.literal('output'), muted: z.boolean(), latencyMs }),
+  /** Get ready to play `track` from `positionMs` (fetch, open the decoder, pre-roll), then answer ready. */
+  z.object({ command: z.literal('prepare'), session, groupId: id, track: trackRefSchema, positionMs, next: trackRefSchema.nullable() }),
+  /** The session's timeline: track position `positionMs` plays at hub time `atHubMs`. A node not ready yet joins late, in sync. */
+  z.object({ command: z.literal('start'), session, atHubMs: hubMs, positionMs }),
+  /** What follows the current track without a gap (null: nothing, the session ends with it). */
+  z.object({ command: z.literal('next'), session, next: trackRefSchema.nullable() }),
+  /** Stop the session now (pause, stop, or a new session replacing it). */
+  z.object({ command: z.literal('stop'), session }),
 ]);
 export type NodeCommand = z.infer<typeof nodeCommandSchema>;
+
+/** Node → hub on `<prefix>/node/<uuid>/player`. */
+export const playerEventSchema = z.discriminatedUnion('event', [
+  /** Enough audio of the session's track is decoded to start at once. */
+  z.object({ event: z.literal('ready'), session }),
+  /** The node continued into the next track without a gap: its first frame plays at hub time `startHubMs`. */
+  z.object({ event: z.literal('track'), session, entryId, startHubMs: hubMs }),
+  /** The last track of the session ended (nothing followed). */
+  z.object({ event: z.literal('ended'), session, entryId }),
+  /** The track cannot be played (missing chunks, undecodable or truncated audio). */
+  z.object({ event: z.literal('error'), session, entryId, message: z.string().max(1000) }),
+]);
+export type PlayerEvent = z.infer<typeof playerEventSchema>;
 
 // ---------------------------------------------------------------------------------------
 // Groups
 
-export const groupMemberSchema = z.object({ nodeId: id, name, volume, online: z.boolean() });
+export const groupMemberSchema = z.object({ nodeId: id, name, volume, online: z.boolean(), muted: z.boolean(), latencyMs });
+
+export const REPEAT_MODES = ['off', 'one', 'all'] as const;
+
+/**
+ * What a group plays. While playing, the position moves with the hub's clock: track
+ * position `anchor.positionMs` plays at hub time `anchor.hubMs`; `positionMs` is the
+ * position when the state was published.
+ */
+export const groupPlaybackSchema = z.object({
+  state: z.enum(['stopped', 'playing', 'paused']),
+  /** The catalogue entry id (as a string) of the current track. */
+  trackId: z.string().max(128).nullable(),
+  positionMs: z.number().nonnegative(),
+  entryId: id.nullable(),
+  title: z.string().max(512).nullable(),
+  durationMs: z.number().nonnegative().nullable(),
+  session: session.nullable(),
+  anchor: z.object({ positionMs, hubMs }).nullable(),
+  shuffle: z.boolean(),
+  repeat: z.enum(REPEAT_MODES),
+  muted: z.boolean(),
+});
+export type GroupPlayback = z.infer<typeof groupPlaybackSchema>;
+
+/** The play queue: items in the user's order; `current` is the item playing (or next to play). */
+export const groupQueueSchema = z.object({
+  items: z.array(z.object({ itemId: id, entryId: id })),
+  /** Items in the queue; `items` holds at most the first 200. */
+  length: z.int().min(0),
+  current: id.nullable(),
+});
+export type GroupQueue = z.infer<typeof groupQueueSchema>;
+
+export const playbackErrorSchema = z.object({ nodeId: id.nullable(), entryId: id.nullable(), message: z.string().max(1000), at: timestamp });
+export type PlaybackError = z.infer<typeof playbackErrorSchema>;
 export type GroupMember = z.infer<typeof groupMemberSchema>;
 
 export const groupStateSchema = z.object({
@@ -145,11 +258,10 @@ export const groupStateSchema = z.object({
   name,
   volume,
   members: z.array(groupMemberSchema),
-  playback: z.object({
-    state: z.enum(['stopped', 'playing', 'paused']),
-    trackId: z.string().max(128).nullable(),
-    positionMs: z.number().nonnegative(),
-  }),
+  playback: groupPlaybackSchema,
+  queue: groupQueueSchema,
+  /** Recent playback errors reported by members (newest last, at most 10). */
+  errors: z.array(playbackErrorSchema),
   /** True while at least one member is online. */
   available: z.boolean(),
   at: timestamp,
@@ -186,6 +298,28 @@ export const commandSchemas = {
   'group/remove': z.strictObject({ ...commandBase, groupId: id, nodeId: id }),
   'group/volume': z.strictObject({ ...commandBase, groupId: id, volume }),
   'node/volume': z.strictObject({ ...commandBase, nodeId: id, volume }),
+  /** Without entries: play the queue (resume if paused). With entries: replace the queue with them and play the first. */
+  play: z.strictObject({ ...commandBase, groupId: id, entryId: id.optional(), entryIds: z.array(id).min(1).max(1000).optional() }),
+  pause: z.strictObject({ ...commandBase, groupId: id }),
+  resume: z.strictObject({ ...commandBase, groupId: id }),
+  stop: z.strictObject({ ...commandBase, groupId: id }),
+  seek: z.strictObject({ ...commandBase, groupId: id, seconds: z.number().nonnegative().max(24 * 3600) }),
+  next: z.strictObject({ ...commandBase, groupId: id }),
+  previous: z.strictObject({ ...commandBase, groupId: id }),
+  /** Appends the entries (or inserts them before queue index `at`). */
+  'queue/add': z.strictObject({ ...commandBase, groupId: id, entryIds: z.array(id).min(1).max(1000), at: z.int().min(0).optional() }),
+  'queue/remove': z.strictObject({ ...commandBase, groupId: id, itemId: id }),
+  /** Moves an item to queue index `to`. */
+  'queue/move': z.strictObject({ ...commandBase, groupId: id, itemId: id, to: z.int().min(0) }),
+  'queue/clear': z.strictObject({ ...commandBase, groupId: id }),
+  shuffle: z.strictObject({ ...commandBase, groupId: id, on: z.boolean() }),
+  repeat: z.strictObject({ ...commandBase, groupId: id, mode: z.enum(REPEAT_MODES) }),
+  /** Mutes or unmutes a group or one node: exactly one of groupId and nodeId. */
+  mute: z
+    .strictObject({ ...commandBase, groupId: id.optional(), nodeId: id.optional(), muted: z.boolean() })
+    .refine((c) => (c.groupId === undefined) !== (c.nodeId === undefined), 'give exactly one of groupId and nodeId'),
+  /** A node's latency offset: how much later than the software thinks its speaker sounds (ms). */
+  'node/latency': z.strictObject({ ...commandBase, nodeId: id, latencyMs }),
 } as const satisfies Record<CommandName, z.ZodType>;
 
 export type CommandPayload<N extends CommandName> = z.infer<(typeof commandSchemas)[N]>;

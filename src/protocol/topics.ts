@@ -16,6 +16,22 @@ export const COMMAND_NAMES = [
   'group/remove',
   'group/volume',
   'node/volume',
+  // Playback (hub/playback/): transport and queue of one group.
+  'play',
+  'pause',
+  'resume',
+  'stop',
+  'seek',
+  'next',
+  'previous',
+  'queue/add',
+  'queue/remove',
+  'queue/move',
+  'queue/clear',
+  'shuffle',
+  'repeat',
+  'mute',
+  'node/latency',
 ] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
@@ -108,12 +124,20 @@ export class Topics {
   nodeWelcome(uuid: string): string {
     return `${this.prefix}/node/${uuid}/welcome`;
   }
-  /** Hub → node: do something (volume, sync). */
+  /** Node → hub: what the player did (ready for a session, track changed, ended, failed). */
+  nodePlayer(uuid: string): string {
+    return `${this.prefix}/node/${uuid}/player`;
+  }
+  /** Node → hub: which chunks the node holds and where it serves them (peer-to-peer fetch). */
+  nodeHoldings(uuid: string): string {
+    return `${this.prefix}/node/${uuid}/holdings`;
+  }
+  /** Hub → node: do something (volume, sync, prepare/start/stop playback). */
   nodeCommand(uuid: string): string {
     return `${this.prefix}/node/${uuid}/command`;
   }
   /** Wildcard over one per-node topic kind for the hub, e.g. `firefly/node/+/heartbeat`. */
-  anyNode(kind: 'availability' | 'heartbeat' | 'join'): string {
+  anyNode(kind: 'availability' | 'heartbeat' | 'join' | 'player' | 'holdings'): string {
     return `${this.prefix}/node/+/${kind}`;
   }
   /** The uuid and kind a per-node topic carries. */

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { connectBroker, endClient, publish, subscribe, whenConnected, type MqttClient } from '../../src/protocol/mqtt-client.js';
 import { encode } from '../../src/protocol/schemas.js';
 import { Topics } from '../../src/protocol/topics.js';
-import { firefly, freePort, tempDir, waitFor, type FireflyProcess } from './processes.js';
+import { firefly, freePort, freeUdpPort, tempDir, waitFor, type FireflyProcess } from './processes.js';
 
 const run = promisify(execFile);
 
@@ -181,26 +181,29 @@ export interface HubProcess {
   dataDir: string;
   library: string;
   grpc: string;
+  /** The hub's clock-exchange UDP port; startControlNode points nodes at it. */
+  clockPort: number;
 }
 
 /** Starts a hub and waits until it says it is online on the broker. */
-export async function startControlHub(broker: BrokerAccess, options: { dataDir?: string; library?: string; grpcPort?: number; extraArgs?: string[] } = {}): Promise<HubProcess> {
+export async function startControlHub(broker: BrokerAccess, options: { dataDir?: string; library?: string; grpcPort?: number; clockPort?: number; extraArgs?: string[] } = {}): Promise<HubProcess> {
   const dataDir = options.dataDir ?? (await tempDir('firefly-hub-'));
   const library = options.library ?? (await tempDir('firefly-music-'));
   const grpcPort = options.grpcPort ?? (await freePort());
+  const clockPort = options.clockPort ?? (await freeUdpPort());
   const proc = firefly(
-    ['hub', '--library', library, '--data-dir', dataDir, '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--settle-ms', '200', ...brokerArgs(broker, 'hub'), ...(options.extraArgs ?? [])],
+    ['hub', '--library', library, '--data-dir', dataDir, '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--clock-port', String(clockPort), '--settle-ms', '200', ...brokerArgs(broker, 'hub'), ...(options.extraArgs ?? [])],
     brokerEnv(broker),
   );
   await proc.waitForLog('connected to the MQTT broker', 20_000);
   await proc.waitForLog('data plane (gRPC) listening', 20_000);
-  return { proc, dataDir, library, grpc: `127.0.0.1:${grpcPort}` };
+  return { proc, dataDir, library, grpc: `127.0.0.1:${grpcPort}`, clockPort };
 }
 
 export async function startControlNode(broker: BrokerAccess, hub: HubProcess, options: { name: string; dataDir?: string; extraArgs?: string[] }): Promise<{ proc: FireflyProcess; dataDir: string }> {
   const dataDir = options.dataDir ?? (await tempDir('firefly-node-'));
   const proc = firefly(
-    ['node', '--hub', hub.grpc, '--data-dir', dataDir, '--name', options.name, '--sync-interval', '3600', ...brokerArgs(broker, 'node'), ...(options.extraArgs ?? [])],
+    ['node', '--hub', hub.grpc, '--data-dir', dataDir, '--name', options.name, '--sync-interval', '3600', '--clock-port', String(hub.clockPort), ...brokerArgs(broker, 'node'), ...(options.extraArgs ?? [])],
     brokerEnv(broker),
   );
   return { proc, dataDir };

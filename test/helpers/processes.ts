@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,17 +57,56 @@ export async function cleanup(): Promise<void> {
 }
 
 /** A TCP port nobody listens on right now (bind port 0, read it, let it go). */
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports are picked at random below Linux's ephemeral range (32768–60999): a port the
+ * kernel hands out for "port 0" or an outgoing connection elsewhere on the machine can
+ * never take it between our check and the hub's bind. Ports given out once in this
+ * process are not given out again.
+ */
+const LOW_PORT = 20_000;
+const HIGH_PORT = 32_000;
+const handedOut = new Set<number>();
+
+function tryTcp(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, host, () => srv.close(() => resolve(true)));
   });
+}
+
+function tryUdp(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createSocket('udp4');
+    socket.once('error', () => {
+      socket.close();
+      resolve(false);
+    });
+    socket.bind(port, host, () => socket.close(() => resolve(true)));
+  });
+}
+
+async function pickPort(free: (port: number) => Promise<boolean>): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = LOW_PORT + Math.floor(Math.random() * (HIGH_PORT - LOW_PORT));
+    if (handedOut.has(port)) continue;
+    if (await free(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port found between ${LOW_PORT} and ${HIGH_PORT}`);
+}
+
+/** A TCP port nobody listens on right now. */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return pickPort((port) => tryTcp(port, host));
+}
+
+/** A UDP port nobody listens on right now. */
+export function freeUdpPort(host = '127.0.0.1'): Promise<number> {
+  return pickPort((port) => tryUdp(port, host));
 }
 
 function delay(ms: number): Promise<void> {
@@ -207,7 +247,9 @@ let mqttFlags: boolean | undefined;
  */
 export async function isolationArgs(): Promise<string[]> {
   mqttFlags ??= spawnSync(process.execPath, [CLI, 'hub', '--help'], { encoding: 'utf8' }).stdout.includes('--mqtt-port');
-  return mqttFlags ? ['--mqtt-host', '127.0.0.1', '--mqtt-port', String(await freePort())] : [];
+  const mqtt = mqttFlags ? ['--mqtt-host', '127.0.0.1', '--mqtt-port', '0'] : [];
+  // The clock exchange's UDP port (default 7421) would collide the same way.
+  return [...mqtt, '--clock-port', '0'];
 }
 
 export interface HubHandle {
@@ -223,19 +265,20 @@ export interface HubHandle {
 /** Runs a hub on a free loopback port and waits for "library indexed". */
 export async function startHub(options: { library: string[]; dataDir?: string; settleMs?: number; extraArgs?: string[]; waitIndexed?: boolean }): Promise<HubHandle> {
   const dataDir = options.dataDir ?? (await tempDir('firefly-hub-'));
-  const port = await freePort();
+  // Port 0: the hub binds whatever is free and logs it, so no other process can race us to it.
   const proc = firefly([
     'hub',
     '--library', options.library.join(':'),
     '--data-dir', dataDir,
     '--grpc-host', '127.0.0.1',
-    '--grpc-port', String(port),
+    '--grpc-port', '0',
     '--settle-ms', String(options.settleMs ?? 300),
     ...(await isolationArgs()),
     ...(options.extraArgs ?? []),
   ]);
   const listening = await proc.waitForLog('data plane (gRPC) listening', 20_000);
-  if (listening.port !== port) throw new Error(`hub listens on ${String(listening.port)}, asked for ${port}`);
+  const port = Number(listening.port);
+  if (!(port > 0)) throw new Error(`hub did not say which gRPC port it bound: ${JSON.stringify(listening)}`);
   if (options.waitIndexed !== false) await proc.waitForLog('library indexed', 60_000);
   return { proc, port, address: `127.0.0.1:${port}`, dataDir, library: options.library, stop: () => proc.stop() };
 }

@@ -20,6 +20,11 @@ export interface DecodeOptions {
   channels: number;
   /** First frame to return, in frames at `sampleRate` from the start of the track. */
   startFrame: number;
+  /**
+   * The track's duration from the catalogue, if known. A decode that ends well short of
+   * it (a truncated file often decodes "cleanly" up to the cut) is reported as an error.
+   */
+  durationSeconds?: number;
 }
 
 /** Opens a decoder over a track's bytes (a stream from the chunk store). */

@@ -11,6 +11,8 @@ export interface FrameTag {
   session: string;
   /** Position in the track of the first frame of this write, in frames at the output rate; -1 for silence. */
   trackFrame: number;
+  /** The catalogue entry the frames belong to (absent for silence). */
+  entryId?: number;
 }
 
 export interface AudioOutput {

@@ -1,0 +1,87 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { monotonicMs } from '../../src/clock/local-clock.js';
+import type { Logger } from '../../src/log.js';
+import { decodeClockPacket, encodeClockPacket } from '../../src/protocol/clock-packet.js';
+
+export interface ClockServerOptions {
+  host: string;
+  /** 0: any free port (tests); the port taken is logged and in `port`. */
+  port: number;
+  /** Requests answered per second from one address and port; more are dropped. */
+  perSourceRate?: number;
+}
+
+/**
+ * The hub's side of the clock exchange: answers each request on UDP with the hub's
+ * receive and send times on its clock, the machine's monotonic clock (the timebase of
+ * every schedule). Malformed packets and floods from one source are dropped silently
+ * (counted, logged at debug).
+ */
+export class ClockServer {
+  private socket?: Socket;
+  private buckets = new Map<string, { tokens: number; at: number }>();
+  private sweep?: NodeJS.Timeout;
+  private dropped = { malformed: 0, limited: 0 };
+  port = 0;
+
+  constructor(
+    private readonly options: ClockServerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const { host, port } = this.options;
+    const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
+    this.socket = socket;
+    socket.on('message', (msg, from) => this.onMessage(msg, from.address, from.port));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err) => reject(new Error(`clock server cannot listen on UDP ${host}:${port} (setting clock.port): ${err.message}`)));
+      socket.bind(port, host, () => resolve());
+    });
+    socket.on('error', (err) => this.log.warn({ err: err.message }, 'clock server socket error'));
+    this.port = socket.address().port;
+    this.sweep = setInterval(() => this.forgetIdle(), 10_000);
+    this.sweep.unref();
+    this.log.info({ host, port: this.port }, 'clock server listening (UDP)');
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweep);
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket) await new Promise<void>((r) => socket.close(() => r()));
+    if (this.dropped.malformed || this.dropped.limited) this.log.debug(this.dropped, 'clock server dropped packets');
+  }
+
+  private onMessage(msg: Buffer, address: string, port: number): void {
+    const t2 = monotonicMs();
+    const request = decodeClockPacket(msg);
+    if (!request || request.kind !== 'request') {
+      this.dropped.malformed++;
+      return;
+    }
+    if (!this.admit(`${address}:${port}`, t2)) {
+      this.dropped.limited++;
+      return;
+    }
+    this.socket?.send(encodeClockPacket({ kind: 'reply', seq: request.seq, t1: request.t1, t2, t3: monotonicMs() }), port, address);
+  }
+
+  /** Token bucket per source: a burst of one second's worth, refilled at perSourceRate. */
+  private admit(source: string, now: number): boolean {
+    const rate = this.options.perSourceRate ?? 50;
+    const bucket = this.buckets.get(source) ?? { tokens: rate, at: now };
+    bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+    bucket.at = now;
+    this.buckets.set(source, bucket);
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  }
+
+  private forgetIdle(): void {
+    const now = monotonicMs();
+    for (const [source, bucket] of this.buckets) if (now - bucket.at > 10_000) this.buckets.delete(source);
+  }
+}

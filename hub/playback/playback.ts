@@ -1,0 +1,251 @@
+import type { Logger } from '../../src/log.js';
+import { monotonicMs } from '../../src/clock/local-clock.js';
+import { cached, type Db } from '../../src/storage/sqlite.js';
+import { parsePayload, playerEventSchema, type GroupPlayback, type GroupQueue, type NodeCommand, type PlaybackError } from '../../src/protocol/schemas.js';
+import type { Catalogue } from '../library/catalogue.js';
+import type { ControlChannel, IncomingMessage } from '../control/channel.js';
+import { CommandError, type CommandRouter } from '../control/commands.js';
+import type { Groups } from '../groups/groups.js';
+import type { NodeRegistry } from '../registry/registry.js';
+import { PlayQueue } from './play-queue.js';
+import { DEFAULT_COORDINATOR, PlaybackRefusal, SyncCoordinator, type CoordinatorOptions, type TrackInfo } from './sync-coordinator.js';
+
+/** What the Groups module shows of playback in each group state. */
+export interface PlaybackDirectory {
+  groupPlayback(groupId: number): { playback: GroupPlayback; queue: GroupQueue; errors: PlaybackError[] };
+  memberOutput(nodeId: number): { muted: boolean; latencyMs: number };
+  /** A node moved between groups (from/to null: ungrouped). */
+  membershipChanged(nodeId: number, from: number | null, to: number | null): void;
+  groupDeleted(groupId: number): void;
+}
+
+/**
+ * Playback in the hub: one SyncCoordinator per group, the transport and queue commands,
+ * the nodes' player events, mute and per-node latency offsets. Time is the hub process's
+ * monotonic clock.
+ */
+export class Playback implements PlaybackDirectory {
+  private readonly coordinators = new Map<number, SyncCoordinator>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly channel: ControlChannel,
+    private readonly commands: CommandRouter,
+    private readonly registry: NodeRegistry,
+    private readonly groups: Groups,
+    private readonly catalogue: Catalogue,
+    private readonly log: Logger,
+    private readonly options: CoordinatorOptions = DEFAULT_COORDINATOR,
+  ) {}
+
+  async start(): Promise<void> {
+    this.groups.playback = this;
+    const c = this.commands;
+    const group = (groupId: number) => this.coordinator(groupId);
+    const result = (groupId: number) => this.groups.state(groupId);
+    const guard = (work: () => void) => {
+      try {
+        work();
+      } catch (err) {
+        if (err instanceof PlaybackRefusal) throw new CommandError('invalid', err.message);
+        throw err;
+      }
+    };
+    c.register('play', ({ groupId, entryId, entryIds }) => {
+      const ids = [...(entryId !== undefined ? [entryId] : []), ...(entryIds ?? [])];
+      guard(() => group(groupId).play(ids.length > 0 ? ids : undefined));
+      return result(groupId);
+    });
+    c.register('pause', ({ groupId }) => (group(groupId).pause(), result(groupId)));
+    c.register('resume', ({ groupId }) => (guard(() => group(groupId).resume()), result(groupId)));
+    c.register('stop', ({ groupId }) => (group(groupId).stop(), result(groupId)));
+    c.register('seek', ({ groupId, seconds }) => (guard(() => group(groupId).seek(seconds)), result(groupId)));
+    c.register('next', ({ groupId }) => (group(groupId).next(), result(groupId)));
+    c.register('previous', ({ groupId }) => (group(groupId).previous(), result(groupId)));
+    c.register('queue/add', ({ groupId, entryIds, at }) => {
+      const g = group(groupId);
+      const bad = entryIds.filter((id) => !this.track(id));
+      if (bad.length > 0) throw new CommandError('not-found', `not playable tracks in the library: entry ${bad.slice(0, 10).join(', ')}`);
+      g.queue.add(entryIds, at);
+      if (!g.queue.current()) g.queue.setCurrent(g.queue.first());
+      g.queueChanged();
+      return result(groupId);
+    });
+    c.register('queue/remove', ({ groupId, itemId }) => {
+      const g = group(groupId);
+      if (!g.queue.has(itemId)) throw new CommandError('not-found', `group ${groupId}'s queue has no item ${itemId}`);
+      const current = g.queue.current();
+      const after = current?.itemId === itemId ? g.queue.after(current, true) : current;
+      g.queue.remove(itemId);
+      g.queue.setCurrent(after, current?.itemId === itemId ? 0 : g.queue.savedPositionMs);
+      g.queueChanged();
+      return result(groupId);
+    });
+    c.register('queue/move', ({ groupId, itemId, to }) => {
+      const g = group(groupId);
+      if (!g.queue.has(itemId)) throw new CommandError('not-found', `group ${groupId}'s queue has no item ${itemId}`);
+      g.queue.move(itemId, to);
+      g.queueChanged();
+      return result(groupId);
+    });
+    c.register('queue/clear', ({ groupId }) => {
+      const g = group(groupId);
+      g.stop();
+      g.queue.clear();
+      this.publish(groupId);
+      return result(groupId);
+    });
+    c.register('shuffle', ({ groupId, on }) => {
+      const g = group(groupId);
+      g.queue.setShuffle(on);
+      g.queueChanged();
+      return result(groupId);
+    });
+    c.register('repeat', ({ groupId, mode }) => {
+      const g = group(groupId);
+      g.queue.setRepeat(mode);
+      g.queueChanged();
+      return result(groupId);
+    });
+    c.register('mute', ({ groupId, nodeId, muted }) => {
+      if (groupId !== undefined) {
+        const g = group(groupId);
+        g.queue.setMuted(muted);
+        for (const m of this.groups.state(groupId)?.members ?? []) this.sendOutput(m.nodeId);
+        this.publish(groupId);
+        return result(groupId);
+      }
+      this.requireNode(nodeId!);
+      cached(this.db, 'INSERT INTO node_output (node_id, muted) VALUES (?, ?) ON CONFLICT(node_id) DO UPDATE SET muted = excluded.muted').run(nodeId, muted ? 1 : 0);
+      return this.nodeChanged(nodeId!);
+    });
+    c.register('node/latency', ({ nodeId, latencyMs }) => {
+      this.requireNode(nodeId);
+      cached(this.db, 'INSERT INTO node_output (node_id, latency_ms) VALUES (?, ?) ON CONFLICT(node_id) DO UPDATE SET latency_ms = excluded.latency_ms').run(nodeId, latencyMs);
+      return this.nodeChanged(nodeId);
+    });
+
+    await this.channel.handle(this.channel.topics.anyNode('player'), (m) => this.onPlayerMessage(m));
+    this.registry.on('online', this.onOnline);
+    this.registry.on('offline', this.onOffline);
+    // Queues persisted from the last run show in the retained states at once.
+    for (const g of this.groups.list()) this.publish(g.groupId);
+  }
+
+  async stop(): Promise<void> {
+    this.registry.off('online', this.onOnline);
+    this.registry.off('offline', this.onOffline);
+    for (const g of this.coordinators.values()) g.close();
+    this.coordinators.clear();
+  }
+
+  // --- PlaybackDirectory ---------------------------------------------------------------
+
+  groupPlayback(groupId: number): { playback: GroupPlayback; queue: GroupQueue; errors: PlaybackError[] } {
+    const g = this.coordinator(groupId);
+    return { playback: g.playback(), queue: g.queue.state(), errors: g.playbackErrors() };
+  }
+
+  memberOutput(nodeId: number): { muted: boolean; latencyMs: number } {
+    const row = cached(this.db, 'SELECT muted, latency_ms FROM node_output WHERE node_id = ?').get(nodeId) as { muted: number; latency_ms: number } | undefined;
+    return { muted: row?.muted === 1, latencyMs: row?.latency_ms ?? 0 };
+  }
+
+  membershipChanged(nodeId: number, from: number | null, to: number | null): void {
+    if (from !== null && from !== to) this.coordinators.get(from)?.memberGone(nodeId, this.registry.isOnline(nodeId));
+    if (to !== null && from !== to && this.registry.isOnline(nodeId)) this.coordinator(to).memberOnline(nodeId);
+  }
+
+  groupDeleted(groupId: number): void {
+    this.coordinators.get(groupId)?.close();
+    this.coordinators.delete(groupId);
+  }
+
+  // --- internals -----------------------------------------------------------------------
+
+  private coordinator(groupId: number): SyncCoordinator {
+    let g = this.coordinators.get(groupId);
+    if (g) return g;
+    // Not through groups.state(): building a group's state asks for its playback.
+    if (!cached(this.db, 'SELECT 1 FROM groups WHERE id = ?').get(groupId)) throw new CommandError('not-found', `no group with id ${groupId}`);
+    const log = this.log.child({ groupId });
+    g = new SyncCoordinator(
+      new PlayQueue(this.db, groupId),
+      {
+        now: monotonicMs,
+        track: (entryId) => this.track(entryId),
+        onlineMembers: () => (this.groups.state(groupId)?.members ?? []).filter((m) => this.registry.isOnline(m.nodeId)).map((m) => m.nodeId),
+        send: (nodeId, command) => this.send(nodeId, command),
+        sendOutput: (nodeId) => this.sendOutput(nodeId),
+        changed: () => this.publish(groupId),
+      },
+      this.options,
+      log,
+    );
+    this.coordinators.set(groupId, g);
+    return g;
+  }
+
+  private track(entryId: number): TrackInfo | undefined {
+    const e = this.catalogue.entry(entryId);
+    if (!e || e.removed || e.status !== 'ok' || !e.contentId || !e.format) return undefined;
+    const seconds = e.metadata.durationSeconds;
+    return {
+      entryId,
+      contentId: e.contentId.toString('hex'),
+      format: e.format,
+      durationMs: typeof seconds === 'number' && Number.isFinite(seconds) ? seconds * 1000 : null,
+      title: e.metadata.title ?? e.path,
+    };
+  }
+
+  private send(nodeId: number, command: NodeCommand): void {
+    const uuid = this.registry.info(nodeId)?.uuid;
+    if (uuid) this.channel.publish(this.channel.topics.nodeCommand(uuid), command);
+  }
+
+  private sendOutput(nodeId: number): void {
+    const own = this.memberOutput(nodeId);
+    const groupId = this.groups.groupIdOfNode(nodeId);
+    const groupMuted = groupId !== null && this.coordinators.has(groupId) ? this.coordinators.get(groupId)!.queue.muted : false;
+    this.send(nodeId, { command: 'output', muted: own.muted || groupMuted, latencyMs: own.latencyMs });
+  }
+
+  private nodeChanged(nodeId: number): unknown {
+    this.sendOutput(nodeId);
+    const groupId = this.groups.groupIdOfNode(nodeId);
+    if (groupId !== null) this.publish(groupId);
+    return { nodeId, ...this.memberOutput(nodeId) };
+  }
+
+  private publish(groupId: number): void {
+    this.groups.publishGroup(groupId);
+  }
+
+  private requireNode(nodeId: number): void {
+    if (!this.registry.info(nodeId)) throw new CommandError('not-found', `no node with id ${nodeId}`);
+  }
+
+  private readonly onOnline = (node: { nodeId: number }) => {
+    const groupId = this.groups.groupIdOfNode(node.nodeId);
+    if (groupId !== null) this.coordinator(groupId).memberOnline(node.nodeId);
+    else this.sendOutput(node.nodeId);
+  };
+
+  private readonly onOffline = (node: { nodeId: number }) => {
+    const groupId = this.groups.groupIdOfNode(node.nodeId);
+    if (groupId !== null) this.coordinators.get(groupId)?.memberGone(node.nodeId, false);
+  };
+
+  private onPlayerMessage(message: IncomingMessage): void {
+    const where = this.channel.topics.parseNodeTopic(message.topic);
+    if (!where) return;
+    const parsed = parsePayload(playerEventSchema, message.payload);
+    if (!parsed.ok) return this.channel.error(message.topic, parsed.code, `player event: ${parsed.message}`, null, parsed.issues);
+    const node = this.registry.list().find((n) => n.uuid === where.uuid);
+    if (!node) return;
+    const groupId = this.groups.groupIdOfNode(node.nodeId);
+    if (groupId === null) return;
+    this.coordinator(groupId).onPlayerEvent(node.nodeId, parsed.value);
+  }
+}

@@ -1,0 +1,307 @@
+import type { HubClock } from './hub-clock.js';
+
+/**
+ * One four-timestamp exchange: the node sends at t1 (its LocalClock), the hub receives
+ * at t2 and replies at t3 (the hub's clock), the node receives the reply at t4. All ms.
+ */
+export interface ClockSample {
+  t1: number;
+  t2: number;
+  t3: number;
+  t4: number;
+}
+
+/** How good the current estimate is; what a node reports in its heartbeats. */
+export interface ClockEstimate {
+  synced: boolean;
+  /** hub − local (ms) at the local time asked for; null before the first usable sample. */
+  offsetMs: number | null;
+  /** How much faster (+) the hub's clock runs than the local one, in parts per million. */
+  driftPpm: number | null;
+  /** The smallest round trip in the window (ms): the best path to the hub. */
+  rttMs: number | null;
+  /** Error bound of the offset (ms): half the width left between the two envelopes. */
+  errorMs: number | null;
+  /** Median round trip minus the smallest (ms): how noisy the path is. */
+  jitterMs: number | null;
+  /** Samples in the window. */
+  samples: number;
+}
+
+export interface ClockEstimatorOptions {
+  /** Samples older than this (local ms before the newest) leave the window. */
+  windowMs: number;
+  /** At most this many samples are kept (the oldest go first). */
+  maxSamples: number;
+  /** Slopes searched: the clocks never disagree by more than this (ppm). */
+  maxDriftPpm: number;
+  /** Samples with a longer round trip are dropped outright (ms). */
+  maxRttMs: number;
+  /** Synced once this many samples are in and the error bound is at most syncErrorMs. */
+  minSamples: number;
+  syncErrorMs: number;
+  /**
+   * Once synced, a change of the estimate is applied gradually at this rate (ppm of
+   * elapsed local time), so the mapping never jumps under a playing schedule...
+   */
+  slewPpm: number;
+  /** ...unless it is larger than this (ms): then it is stepped, and the player re-syncs. */
+  stepMs: number;
+  /**
+   * A sample that contradicts the estimate by more than this (ms) beyond its own round
+   * trip is an outlier and is left out; this many in a row mean the hub's clock changed
+   * (another machine, a restart) and the estimator starts over.
+   */
+  outlierMs: number;
+  resetAfterOutliers: number;
+}
+
+export const DEFAULT_ESTIMATOR_OPTIONS: ClockEstimatorOptions = {
+  windowMs: 10 * 60_000,
+  maxSamples: 2400,
+  maxDriftPpm: 500,
+  maxRttMs: 1000,
+  minSamples: 10,
+  syncErrorMs: 1,
+  slewPpm: 200,
+  stepMs: 5,
+  outlierMs: 50,
+  resetAfterOutliers: 5,
+};
+
+/** hub − local as a line in local time: offset(L) = a + b · (L − ref). */
+interface Line {
+  ref: number;
+  a: number;
+  b: number;
+}
+
+/** What the envelopes give for one slope: the offset line and the width left between them. */
+interface Fit {
+  line: Line;
+  width: number;
+}
+
+/**
+ * Estimates the mapping from a node's LocalClock to the hub's clock (offset and drift)
+ * from four-timestamp exchanges kept in a sliding window; see fitOffsetLine for how.
+ * Pure: no I/O, no timers; time only comes in with the samples.
+ *
+ * Implements HubClock: the served mapping follows the estimate continuously. Once
+ * synced, a change of the estimate becomes a correction that slews away at a bounded
+ * rate, so the player, which corrects by single frames, never sees a jump; only an
+ * error beyond stepMs is stepped (the player then re-syncs hard).
+ */
+export class ClockEstimator implements HubClock {
+  readonly options: ClockEstimatorOptions;
+  private samples: ClockSample[] = [];
+  private fit?: Fit;
+  private isSynced = false;
+  private outliersInARow = 0;
+  /** The served mapping: the estimate plus a correction that decays to zero. */
+  private served?: { line: Line; correction: number; since: number };
+  private counts = { accepted: 0, outliers: 0, resets: 0 };
+
+  constructor(options: Partial<ClockEstimatorOptions> = {}) {
+    this.options = { ...DEFAULT_ESTIMATOR_OPTIONS, ...options };
+  }
+
+  /** Feeds one exchange; returns false if it was refused (malformed, too slow, outlier). */
+  add(sample: ClockSample): boolean {
+    const { t1, t2, t3, t4 } = sample;
+    if (![t1, t2, t3, t4].every(Number.isFinite)) return false;
+    const rtt = t4 - t1 - (t3 - t2);
+    if (t4 < t1 || t3 < t2 || rtt < 0 || rtt > this.options.maxRttMs) return false;
+    if (this.fit && this.violation(sample) > this.options.outlierMs) {
+      this.counts.outliers++;
+      if (++this.outliersInARow < this.options.resetAfterOutliers) return false;
+      this.reset();
+      this.counts.resets++;
+    }
+    this.outliersInARow = 0;
+    this.counts.accepted++;
+    this.samples.push(sample);
+    this.trim(t4);
+    this.refit(t4);
+    return true;
+  }
+
+  /** Forgets everything (e.g. the hub's clock changed). */
+  reset(): void {
+    this.samples = [];
+    this.fit = undefined;
+    this.served = undefined;
+    this.isSynced = false;
+    this.outliersInARow = 0;
+  }
+
+  get synced(): boolean {
+    return this.isSynced;
+  }
+
+  get errorMs(): number {
+    return this.isSynced && this.fit ? this.fit.width / 2 : Infinity;
+  }
+
+  /** Counters since construction: accepted samples, outliers left out, resets. */
+  stats(): { accepted: number; outliers: number; resets: number } {
+    return { ...this.counts };
+  }
+
+  toHub(localMs: number): number {
+    const s = this.served;
+    if (!s) return localMs;
+    return localMs + s.line.a + s.line.b * (localMs - s.line.ref) + this.correctionAt(localMs);
+  }
+
+  toLocal(hubMs: number): number {
+    const s = this.served;
+    if (!s) return hubMs;
+    const { ref, a, b } = s.line;
+    // hub = ref + x + a + b·x + c(ref + x), with x = local − ref; c is piecewise linear
+    // (constant, then slewing to zero, then zero) and the whole is increasing: exactly
+    // one piece holds the answer.
+    const h = hubMs - ref - a;
+    const c0 = s.correction;
+    const rate = this.options.slewPpm * 1e-6 * Math.sign(c0);
+    const xEnd = c0 === 0 ? s.since - ref : s.since - ref + Math.abs(c0) / (this.options.slewPpm * 1e-6);
+    const xZero = h / (1 + b);
+    if (xZero >= xEnd) return ref + xZero;
+    const xConst = (h - c0) / (1 + b);
+    if (xConst <= s.since - ref) return ref + xConst;
+    // c(x) = c0 − rate·(x − (since − ref))
+    return ref + (h - c0 - rate * (s.since - ref)) / (1 + b - rate);
+  }
+
+  /** The estimate as reported, with the offset (hub − local) at `localMs`. */
+  quality(localMs: number): ClockEstimate {
+    const fit = this.fit;
+    const rtts = this.samples.map((s) => s.t4 - s.t1 - (s.t3 - s.t2)).sort((x, y) => x - y);
+    return {
+      synced: this.isSynced,
+      offsetMs: this.served ? this.toHub(localMs) - localMs : null,
+      driftPpm: fit ? fit.line.b * 1e6 : null,
+      rttMs: rtts.length ? rtts[0] : null,
+      errorMs: fit ? fit.width / 2 : null,
+      jitterMs: rtts.length ? rtts[rtts.length >> 1] - rtts[0] : null,
+      samples: this.samples.length,
+    };
+  }
+
+  private correctionAt(localMs: number): number {
+    const s = this.served!;
+    const c0 = s.correction;
+    if (c0 === 0 || localMs <= s.since) return c0;
+    const decayed = Math.abs(c0) - this.options.slewPpm * 1e-6 * (localMs - s.since);
+    return decayed <= 0 ? 0 : Math.sign(c0) * decayed;
+  }
+
+  /** How far (ms) a sample falls on the wrong side of the current estimate's envelopes. */
+  private violation(s: ClockSample): number {
+    const { line } = this.fit!;
+    const up = s.t2 - s.t1 - (line.a + line.b * (s.t1 - line.ref));
+    const down = line.a + line.b * (s.t4 - line.ref) - (s.t3 - s.t4);
+    const margin = this.fit!.width / 2;
+    return Math.max(-up - margin, -down - margin, 0);
+  }
+
+  private trim(now: number): void {
+    const { windowMs, maxSamples } = this.options;
+    let drop = Math.max(0, this.samples.length - maxSamples);
+    while (drop < this.samples.length && this.samples[drop].t4 < now - windowMs) drop++;
+    if (drop) this.samples = this.samples.slice(drop);
+  }
+
+  private refit(now: number): void {
+    const fit = fitOffsetLine(this.samples, now, this.options.maxDriftPpm * 1e-6);
+    this.fit = fit;
+    const wasSynced = this.isSynced;
+    if (!wasSynced && this.samples.length >= this.options.minSamples && fit.width / 2 <= this.options.syncErrorMs) this.isSynced = true;
+
+    // Keep the served mapping continuous at `now`: the difference to the new estimate
+    // becomes a correction that slews away, unless it is too big to wait for.
+    const previous = this.served;
+    let correction = 0;
+    if (previous && wasSynced) {
+      const before = this.toHub(now) - now;
+      const after = fit.line.a + fit.line.b * (now - fit.line.ref);
+      if (Math.abs(before - after) <= this.options.stepMs) correction = before - after;
+    }
+    this.served = { line: fit.line, correction, since: now };
+  }
+}
+
+/**
+ * The offset line (hub − local against local time, relative to `ref`) for samples.
+ *
+ * Every exchange bounds the line from both sides, since a delay is never negative: the
+ * "up" point (t1, t2 − t1) lies above it by the delay up, the "down" point (t4, t3 − t4)
+ * below it by the delay down. For a candidate drift (slope), the tightest bounds leave a
+ * channel; the line is the middle of the widest channel. Only the fastest exchanges
+ * touch the bounds, so slow packets cost nothing, and the channel closes like 1/N (an
+ * average would only like 1/√N).
+ *
+ * While the window is short the drift is poorly determined (a 10 s window with 20 ms of
+ * jitter cannot tell 0 from 100 ppm), so a drift costs a little width (DRIFT_COST_MS per
+ * unit of slope): an undetermined drift stays near zero instead of running to the edge.
+ * The width is concave in the slope (a minimum of lines minus a maximum of lines, minus
+ * |slope|·cost), so a golden-section search finds its maximum.
+ */
+export function fitOffsetLine(samples: readonly ClockSample[], ref: number, maxSlope: number, driftCostMs = DRIFT_COST_MS): Fit {
+  const n = samples.length;
+  const ux = new Float64Array(n);
+  const uy = new Float64Array(n);
+  const dx = new Float64Array(n);
+  const dy = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const s = samples[i];
+    ux[i] = s.t1 - ref;
+    uy[i] = s.t2 - s.t1;
+    dx[i] = s.t4 - ref;
+    dy[i] = s.t3 - s.t4;
+  }
+  const envelopes = (b: number): { top: number; bottom: number } => {
+    let top = Infinity;
+    let bottom = -Infinity;
+    for (let i = 0; i < n; i++) {
+      const u = uy[i] - b * ux[i];
+      if (u < top) top = u;
+      const d = dy[i] - b * dx[i];
+      if (d > bottom) bottom = d;
+    }
+    return { top, bottom };
+  };
+  const b = maximise((slope) => {
+    const e = envelopes(slope);
+    return e.top - e.bottom - driftCostMs * Math.abs(slope);
+  }, -maxSlope, maxSlope);
+  const { top, bottom } = envelopes(b);
+  return { line: { ref, a: (top + bottom) / 2, b }, width: Math.max(0, top - bottom) };
+}
+
+const DRIFT_COST_MS = 3000;
+
+/** The maximum of a concave function on [lo, hi] (golden-section search, to 1e-9). */
+function maximise(f: (x: number) => number, lo: number, hi: number): number {
+  const g = (Math.sqrt(5) - 1) / 2;
+  let x1 = hi - g * (hi - lo);
+  let x2 = lo + g * (hi - lo);
+  let f1 = f(x1);
+  let f2 = f(x2);
+  while (hi - lo > 1e-9) {
+    if (f1 < f2) {
+      lo = x1;
+      x1 = x2;
+      f1 = f2;
+      x2 = lo + g * (hi - lo);
+      f2 = f(x2);
+    } else {
+      hi = x2;
+      x2 = x1;
+      f2 = f1;
+      x1 = hi - g * (hi - lo);
+      f1 = f(x1);
+    }
+  }
+  return (lo + hi) / 2;
+}

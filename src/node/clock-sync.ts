@@ -1,0 +1,132 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { ClockEstimator, type ClockEstimate, type ClockEstimatorOptions } from '../clock/estimator.js';
+import type { HubClock } from '../clock/hub-clock.js';
+import type { LocalClock } from '../clock/local-clock.js';
+import type { Logger } from '../log.js';
+import { decodeClockPacket, encodeClockPacket } from '../protocol/clock-packet.js';
+
+export interface ClockSyncOptions {
+  /** The hub's host (name or address; IPv6 may be in brackets) and clock port. */
+  host: string;
+  port: number;
+  /** Exchanges per second during the first burstSeconds (and after a reset), then steadyRate. */
+  burstRate?: number;
+  burstSeconds?: number;
+  steadyRate?: number;
+  /** Seconds between "clock estimate" debug log lines (0: none). */
+  logEverySeconds?: number;
+  estimator?: Partial<ClockEstimatorOptions>;
+}
+
+/**
+ * The node's side of the clock exchange: sends four-timestamp requests to the hub over
+ * UDP, quickly at first and then steadily for as long as the node runs (the estimate
+ * keeps improving and follows drift while playing), and feeds the replies to a
+ * ClockEstimator. `hubClock` is the mapping the player reads.
+ */
+export class ClockSync {
+  readonly estimator: ClockEstimator;
+  private socket?: Socket;
+  private timer?: NodeJS.Timeout;
+  private logTimer?: NodeJS.Timeout;
+  private address?: string;
+  private seq = 0;
+  /** Requests in flight: seq → t1; a reply must echo both. */
+  private pending = new Map<number, number>();
+  private startedAt = 0;
+  private resets = 0;
+  private wasSynced = false;
+
+  constructor(
+    readonly clock: LocalClock,
+    private readonly options: ClockSyncOptions,
+    private readonly log: Logger,
+  ) {
+    this.estimator = new ClockEstimator(options.estimator);
+  }
+
+  get hubClock(): HubClock {
+    return this.estimator;
+  }
+
+  quality(): ClockEstimate {
+    return this.estimator.quality(this.clock.now());
+  }
+
+  async start(): Promise<void> {
+    const host = this.options.host.replace(/^\[(.*)\]$/, '$1');
+    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
+    this.socket = socket;
+    socket.on('message', (msg) => this.onReply(msg));
+    socket.on('error', (err) => this.log.warn({ err: err.message }, 'clock exchange socket error'));
+    await new Promise<void>((resolve) => socket.bind(0, () => resolve()));
+    this.startedAt = this.clock.now();
+    const tick = () => {
+      void this.send(host);
+      this.timer = setTimeout(tick, 1000 / this.rate());
+    };
+    tick();
+    const every = this.options.logEverySeconds ?? 5;
+    if (every > 0) this.logTimer = setInterval(() => this.logEstimate('clock estimate', 'debug'), every * 1000);
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    clearInterval(this.logTimer);
+    this.timer = undefined;
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket) await new Promise<void>((r) => socket.close(() => r()));
+  }
+
+  private rate(): number {
+    const burstMs = (this.options.burstSeconds ?? 20) * 1000;
+    return this.clock.now() - this.startedAt < burstMs ? (this.options.burstRate ?? 10) : (this.options.steadyRate ?? 5);
+  }
+
+  private async send(host: string): Promise<void> {
+    const socket = this.socket;
+    if (!socket) return;
+    if (!this.address) {
+      try {
+        this.address = (await lookup(host, { family: socket.address().family === 'IPv6' ? 6 : 4 })).address;
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, host }, 'cannot resolve the hub for the clock exchange; will retry');
+        return;
+      }
+    }
+    const seq = this.seq++ >>> 0;
+    const t1 = this.clock.now();
+    this.pending.set(seq, t1);
+    // Replies older than a second are not coming (or too slow to be any use).
+    this.pending.delete((seq - 2 * (this.options.burstRate ?? 10)) >>> 0);
+    socket.send(encodeClockPacket({ kind: 'request', seq, t1, t2: 0, t3: 0 }), this.options.port, this.address);
+  }
+
+  private onReply(msg: Buffer): void {
+    const t4 = this.clock.now();
+    const reply = decodeClockPacket(msg);
+    if (!reply || reply.kind !== 'reply' || this.pending.get(reply.seq) !== reply.t1) return;
+    this.pending.delete(reply.seq);
+    const resetsBefore = this.estimator.stats().resets;
+    this.estimator.add({ t1: reply.t1, t2: reply.t2, t3: reply.t3, t4 });
+    if (this.estimator.stats().resets !== resetsBefore) {
+      this.resets++;
+      this.startedAt = t4;
+      this.wasSynced = false;
+      this.log.warn({ resets: this.resets }, "the hub's clock changed; clock estimate started over");
+    }
+    if (this.estimator.synced && !this.wasSynced) {
+      this.wasSynced = true;
+      this.logEstimate('clock synced', 'info');
+    }
+  }
+
+  /** The estimate with the local time it was taken at, so a test can compare with the truth. */
+  private logEstimate(msg: string, level: 'info' | 'debug'): void {
+    const localMs = this.clock.now();
+    const q = this.estimator.quality(localMs);
+    this.log[level]({ ...q, localMs, hubMs: q.offsetMs === null ? null : this.estimator.toHub(localMs), ...this.estimator.stats() }, msg);
+  }
+}

@@ -1,0 +1,201 @@
+import type { Readable } from 'node:stream';
+import type { TrackRef } from '../../protocol/schemas.js';
+import type { OpenDecoder, PcmReader } from '../decode/pcm.js';
+
+/** A block of decoded audio and where it sits. */
+export interface TimedBlock {
+  pcm: Int16Array;
+  entryId: number;
+  /** Track position of the first frame (frames at the output rate). */
+  trackFrame: number;
+  /** Timeline position of the first frame: frames since the session's first track's frame 0, across gapless tracks. */
+  timelineFrame: number;
+}
+
+export interface PcmTimelineOptions {
+  sampleRate: number;
+  channels: number;
+  /** Decode at most this far ahead of what was taken (frames). */
+  aheadFrames: number;
+  /** Frames asked of the decoder per read. */
+  readFrames: number;
+}
+
+/** Bytes of a track, fetched first if the node lacks some of them. */
+export type OpenTrack = (track: TrackRef) => Promise<Readable>;
+
+/**
+ * The decoded audio of one session, ahead of the output: the first track from its start
+ * position, then — gaplessly, sample for sample — each next track the hub names. A pump
+ * keeps up to `aheadFrames` decoded so the write loop takes frames synchronously and a
+ * slow decoder start (opening the next track) never reaches the output.
+ */
+export class PcmTimeline {
+  private blocks: TimedBlock[] = [];
+  private buffered = 0;
+  private decoder?: PcmReader;
+  private current: { track: TrackRef; nextTrackFrame: number };
+  private next: TrackRef | null;
+  /** Timeline frame the next decoded frame gets. */
+  private decodedTo: number;
+  /** Timeline frame of the first frame not yet taken or dropped. */
+  headFrame: number;
+  private closed = false;
+  /** The source is exhausted: the last track ended and nothing follows. */
+  finished = false;
+  error?: { entryId: number; message: string };
+  private wake?: () => void;
+  private dataWaiters: (() => void)[] = [];
+
+  constructor(
+    first: TrackRef,
+    startFrame: number,
+    next: TrackRef | null,
+    private readonly openTrack: OpenTrack,
+    private readonly openDecoder: OpenDecoder,
+    private readonly options: PcmTimelineOptions,
+    private readonly onError: (entryId: number, message: string) => void,
+  ) {
+    this.current = { track: first, nextTrackFrame: startFrame };
+    this.next = next;
+    this.decodedTo = startFrame;
+    this.headFrame = startFrame;
+    void this.pump();
+  }
+
+  /** Frames decoded and not yet taken. */
+  get bufferedFrames(): number {
+    return this.buffered;
+  }
+
+  /** The track the head of the timeline belongs to. */
+  get headEntryId(): number {
+    return this.blocks[0]?.entryId ?? this.current.track.entryId;
+  }
+
+  setNext(next: TrackRef | null): void {
+    this.next = next;
+    if (next) this.finished = false;
+    this.kick();
+  }
+
+  /** Up to `frames` frames from the head, never across a track change; undefined when nothing is decoded. */
+  take(frames: number): TimedBlock | undefined {
+    const head = this.blocks[0];
+    if (!head) return undefined;
+    const n = Math.min(frames, head.pcm.length / this.options.channels);
+    let out: TimedBlock;
+    if (n * this.options.channels === head.pcm.length) {
+      this.blocks.shift();
+      out = head;
+    } else {
+      out = { ...head, pcm: head.pcm.subarray(0, n * this.options.channels) };
+      head.pcm = head.pcm.subarray(n * this.options.channels);
+      head.trackFrame += n;
+      head.timelineFrame += n;
+    }
+    this.consumed(n);
+    return out;
+  }
+
+  /** Discards up to `frames` frames from the head; returns how many went. */
+  drop(frames: number): number {
+    let left = frames;
+    while (left > 0 && this.blocks.length > 0) left -= this.take(left)!.pcm.length / this.options.channels;
+    return frames - left;
+  }
+
+  /** Resolves when more audio is decoded, the source finished, or it failed. */
+  whenMoreData(): Promise<void> {
+    if (this.finished || this.error || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.dataWaiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.kick();
+    this.notifyData();
+    await this.decoder?.close().catch(() => undefined);
+  }
+
+  private consumed(frames: number): void {
+    this.buffered -= frames;
+    this.headFrame += frames;
+    this.kick();
+  }
+
+  private kick(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private notifyData(): void {
+    const waiters = this.dataWaiters;
+    this.dataWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private async pump(): Promise<void> {
+    const { channels, sampleRate } = this.options;
+    try {
+      while (!this.closed) {
+        if (this.buffered >= this.options.aheadFrames || (this.finished && !this.next)) {
+          await new Promise<void>((r) => (this.wake = r));
+          continue;
+        }
+        if (!this.decoder) {
+          const { track, nextTrackFrame } = this.current;
+          const bytes = await this.openTrack(track);
+          if (this.closed) {
+            bytes.destroy();
+            return;
+          }
+          this.decoder = this.openDecoder(bytes, {
+            format: track.format,
+            sampleRate,
+            channels,
+            startFrame: nextTrackFrame,
+            durationSeconds: track.durationMs === null ? undefined : track.durationMs / 1000,
+          });
+        }
+        const pcm = await this.decoder.read(this.options.readFrames);
+        if (this.closed) return;
+        if (pcm === null) {
+          // The track ended: continue into the next one at exactly the next frame.
+          await this.decoder.close();
+          this.decoder = undefined;
+          if (this.next) {
+            this.current = { track: this.next, nextTrackFrame: 0 };
+            this.next = null;
+          } else {
+            this.finished = true;
+            this.notifyData();
+            // Wait: the hub may still name a next track before the audio runs out.
+            while (!this.next && !this.closed) await new Promise<void>((r) => (this.wake = r));
+            if (this.next) {
+              this.current = { track: this.next, nextTrackFrame: 0 };
+              this.next = null;
+              this.finished = false;
+            }
+          }
+          continue;
+        }
+        const frames = pcm.length / channels;
+        if (frames === 0) continue;
+        this.blocks.push({ pcm, entryId: this.current.track.entryId, trackFrame: this.current.nextTrackFrame, timelineFrame: this.decodedTo });
+        this.current.nextTrackFrame += frames;
+        this.decodedTo += frames;
+        this.buffered += frames;
+        this.notifyData();
+      }
+    } catch (err) {
+      if (this.closed) return;
+      const message = (err as Error).message;
+      this.error = { entryId: this.current.track.entryId, message };
+      this.notifyData();
+      this.onError(this.current.track.entryId, message);
+      await this.decoder?.close().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,254 @@
+import type { HubClock } from '../../clock/hub-clock.js';
+import type { LocalClock } from '../../clock/local-clock.js';
+import type { Logger } from '../../log.js';
+import type { NodeCommand, NodePlayback, PlayerEvent, TrackRef } from '../../protocol/schemas.js';
+import type { OpenDecoder } from '../decode/pcm.js';
+import type { AudioOutput } from '../output/output.js';
+import { PcmTimeline, type OpenTrack } from './pcm-timeline.js';
+import { DEFAULT_SCHEDULER, Scheduler } from './scheduler.js';
+
+export type PlayerCommand = Extract<NodeCommand, { command: 'prepare' | 'start' | 'next' | 'stop' }>;
+
+export interface PlayerOptions {
+  /** Audio decoded before the node says ready (ms). */
+  prerollMs: number;
+  /** Audio decoded ahead of the output at most (ms). */
+  aheadMs: number;
+  /** Frames per write: small, so corrections and stops act quickly. */
+  writeMs: number;
+}
+
+export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, aheadMs: 3000, writeMs: 10 };
+
+export interface PlayerDeps {
+  /** Open already (the node's output selection opens it). */
+  output: AudioOutput;
+  clock: LocalClock;
+  hubClock: HubClock;
+  openDecoder: OpenDecoder;
+  openTrack: OpenTrack;
+  send: (event: PlayerEvent) => void;
+  log: Logger;
+}
+
+interface Session {
+  id: string;
+  timeline: PcmTimeline;
+  first: TrackRef;
+  ready: boolean;
+  scheduler?: Scheduler;
+  /** Track playing at the output's write position (entry id), for gapless change reports. */
+  writingEntry?: number;
+  positionFrames: number;
+  ended: boolean;
+}
+
+/**
+ * The node's player: turns the hub's prepare / start / next / stop into sound. A write
+ * loop paced by the output's back-pressure asks the Scheduler, before every write, which
+ * frame belongs at the device's position and corrects (silence, drop, repeat) — never a
+ * timer deciding when audio plays.
+ */
+export class Player {
+  private session?: Session;
+  private loop?: Promise<void>;
+  private gain = 1;
+  private muted = false;
+  private latencyMs = 0;
+  private volume = { node: 100, group: 100 };
+  private readonly rate: number;
+  private readonly channels: number;
+  private readonly writeFrames: number;
+  private closed = false;
+  /** Serialises commands: a stop must not overtake the prepare it cancels. */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly deps: PlayerDeps,
+    private readonly options: PlayerOptions = DEFAULT_PLAYER,
+  ) {
+    this.rate = deps.output.sampleRate;
+    this.channels = deps.output.channels;
+    this.writeFrames = Math.max(1, Math.round((options.writeMs * this.rate) / 1000));
+  }
+
+  handle(command: PlayerCommand): void {
+    this.chain = this.chain.then(() => this.apply(command)).catch((err: Error) => this.deps.log.error({ err }, 'player command failed'));
+  }
+
+  setVolume(node: number, group: number): void {
+    this.volume = { node, group };
+    this.updateGain();
+  }
+
+  setOutput(muted: boolean, latencyMs: number): void {
+    this.muted = muted;
+    this.latencyMs = latencyMs;
+    this.updateGain();
+  }
+
+  status(): NodePlayback {
+    const s = this.session;
+    if (!s) return { state: 'idle', trackId: null, positionMs: null };
+    return {
+      state: s.scheduler && s.ready ? 'playing' : 'buffering',
+      trackId: String(s.writingEntry ?? s.first.entryId),
+      positionMs: Math.max(0, (s.positionFrames * 1000) / this.rate),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.chain;
+    await this.end();
+    await this.deps.output.close();
+  }
+
+  private updateGain(): void {
+    this.gain = this.muted ? 0 : (this.volume.node * this.volume.group) / 10000;
+  }
+
+  private async apply(c: PlayerCommand): Promise<void> {
+    if (this.closed) return;
+    const s = this.session;
+    if (c.command === 'prepare') {
+      if (s?.id === c.session) return;
+      await this.end();
+      await this.prepare(c);
+    } else if (c.command === 'start') {
+      if (s?.id !== c.session) return this.deps.log.debug({ session: c.session }, 'start for a session this node was not prepared for');
+      const anchor = { atHubMs: c.atHubMs, frame: (c.positionMs * this.rate) / 1000 };
+      if (s.scheduler) s.scheduler.setAnchor(anchor);
+      else s.scheduler = new Scheduler({ sampleRate: this.rate, ...DEFAULT_SCHEDULER }, this.deps.hubClock, anchor);
+      this.deps.log.info({ session: c.session, inMs: Math.round(c.atHubMs - this.deps.hubClock.toHub(this.deps.clock.now())), ready: s.ready }, 'start');
+    } else if (c.command === 'next') {
+      if (s?.id === c.session) s.timeline.setNext(c.next);
+    } else if (s?.id === c.session) {
+      await this.end();
+    }
+  }
+
+  private async prepare(c: Extract<PlayerCommand, { command: 'prepare' }>): Promise<void> {
+    const startFrame = Math.round((c.positionMs * this.rate) / 1000);
+    const timeline = new PcmTimeline(
+      c.track,
+      startFrame,
+      c.next,
+      this.deps.openTrack,
+      this.deps.openDecoder,
+      { sampleRate: this.rate, channels: this.channels, aheadFrames: Math.round((this.options.aheadMs * this.rate) / 1000), readFrames: 4096 },
+      (entryId, message) => {
+        this.deps.log.warn({ session: c.session, entryId, err: message }, 'cannot play the track');
+        this.deps.send({ event: 'error', session: c.session, entryId, message });
+      },
+    );
+    const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
+    this.session = s;
+    this.loop = this.run(s);
+    // Ready once the pre-roll is decoded (or the track is shorter than that).
+    const preroll = Math.round((this.options.prerollMs * this.rate) / 1000);
+    const started = performance.now();
+    while (this.session === s && !s.timeline.error && !s.timeline.finished && s.timeline.bufferedFrames < preroll) await s.timeline.whenMoreData();
+    if (this.session !== s || s.timeline.error) return;
+    s.ready = true;
+    this.deps.send({ event: 'ready', session: s.id });
+    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, prepareMs: Math.round(performance.now() - started) }, 'ready');
+  }
+
+  /** Ends the current session: the loop stops, queued audio is dropped, the decoder closed. */
+  private async end(): Promise<void> {
+    const s = this.session;
+    if (!s) return;
+    this.session = undefined;
+    await this.loop;
+    this.loop = undefined;
+    await s.timeline.close();
+    await this.deps.output.flush();
+  }
+
+  /** The write loop of one session, paced by the output's back-pressure. */
+  private async run(s: Session): Promise<void> {
+    const { output, clock } = this.deps;
+    const silence = new Int16Array(this.writeFrames * this.channels);
+    const silent = { session: s.id, trackFrame: -1 };
+    try {
+      while (this.session === s) {
+        const scheduler = s.scheduler;
+        if (!scheduler || !s.ready) {
+          // Not started yet: keep the device running on silence, so the first frame lands exactly.
+          await output.write(silence, silent);
+          continue;
+        }
+        const d = scheduler.decide({ localNowMs: clock.now(), delayFrames: output.delayFrames(), nextFrame: s.timeline.headFrame, latencyMs: this.latencyMs }, this.writeFrames);
+        const c = d.correction;
+        if (c.kind === 'drop' && c.frames > 1) this.deps.log.debug({ session: s.id, errorFrames: Math.round(d.errorFrames), correction: c }, 'hard re-sync');
+        if (c.kind === 'silence') {
+          await output.write(c.frames === this.writeFrames ? silence : new Int16Array(c.frames * this.channels), silent);
+          continue;
+        }
+        if (c.kind === 'drop' && c.frames > 1) {
+          const dropped = s.timeline.drop(c.frames);
+          if (dropped < c.frames) {
+            if (!(await this.waitForAudio(s))) return;
+          }
+          continue;
+        }
+        if (c.kind === 'drop') s.timeline.drop(1);
+        let block = s.timeline.take(this.writeFrames);
+        if (!block) {
+          if (!(await this.waitForAudio(s))) return;
+          continue;
+        }
+        if (block.entryId !== s.writingEntry) {
+          if (s.writingEntry !== undefined && block.trackFrame === 0) {
+            // Gapless change: every node computes the same instant from the shared timeline.
+            this.deps.send({ event: 'track', session: s.id, entryId: block.entryId, startHubMs: scheduler.hubTimeOf(block.timelineFrame) });
+          }
+          s.writingEntry = block.entryId;
+        }
+        let pcm = block.pcm;
+        let trackFrame = block.trackFrame;
+        if (c.kind === 'repeat') {
+          // One frame twice: the device is ahead of the timeline by a frame.
+          const longer = new Int16Array(pcm.length + this.channels);
+          longer.set(pcm.subarray(0, this.channels), 0);
+          longer.set(pcm, this.channels);
+          pcm = longer;
+          trackFrame -= 1;
+        }
+        if (this.gain !== 1) pcm = applyGain(pcm, this.gain);
+        s.positionFrames = block.trackFrame;
+        scheduler.wrote(block.pcm.length / this.channels);
+        await output.write(pcm, { session: s.id, trackFrame, entryId: block.entryId });
+      }
+    } catch (err) {
+      this.deps.log.error({ err, session: s.id }, 'output failed');
+      this.deps.send({ event: 'error', session: s.id, entryId: s.writingEntry ?? s.first.entryId, message: `output failed: ${(err as Error).message}` });
+    }
+  }
+
+  /** Waits for decoded audio; false when the session is over (ended, failed or replaced). */
+  private async waitForAudio(s: Session): Promise<boolean> {
+    const t = s.timeline;
+    if (t.finished && t.bufferedFrames === 0) {
+      if (!s.ended) {
+        s.ended = true;
+        this.deps.send({ event: 'ended', session: s.id, entryId: s.writingEntry ?? s.first.entryId });
+        this.deps.log.info({ session: s.id }, 'session ended');
+      }
+      // The hub may still name a next track; meanwhile the device plays silence.
+      await this.deps.output.write(new Int16Array(this.writeFrames * this.channels), { session: s.id, trackFrame: -1 });
+      return this.session === s;
+    }
+    if (t.error && t.bufferedFrames === 0) return false;
+    // The decoder is behind (or catching up after a jump): keep the device fed; the scheduler re-syncs after.
+    await this.deps.output.write(new Int16Array(this.writeFrames * this.channels), { session: s.id, trackFrame: -1 });
+    return this.session === s;
+  }
+}
+
+function applyGain(pcm: Int16Array, gain: number): Int16Array {
+  const out = new Int16Array(pcm.length);
+  for (let i = 0; i < pcm.length; i++) out[i] = Math.round(pcm[i] * gain);
+  return out;
+}

@@ -1,0 +1,84 @@
+import { Readable } from 'node:stream';
+import type { Logger } from '../../log.js';
+import type { LibraryClient } from '../../protocol/data-plane.js';
+import type { TrackRef } from '../../protocol/schemas.js';
+import type { TrackManifest__Output } from '../../generated/firefly/v1/TrackManifest.js';
+import type { SwarmFetcher } from '../../transfer/swarm-fetcher.js';
+import type { ChunkStore } from '../chunk-store.js';
+import type { LibraryMirror } from '../library-mirror.js';
+
+/** Streaming start: the track opens once this much of its beginning is stored (bytes; the whole track if smaller). */
+export const STREAM_START_BYTES = 1024 * 1024;
+/** …or this share of the track, whichever is more. */
+export const STREAM_START_SHARE = 0.1;
+
+/**
+ * A track's bytes for the decoder, from the chunk store. With prefetch-all the node
+ * usually holds them already; otherwise the missing chunks are fetched from the swarm
+ * in playback order, and the track opens as soon as its beginning is stored: the stream
+ * waits for each later chunk as it arrives (and fails if one cannot be had, so this
+ * member drops out rather than the group waiting).
+ */
+export class TrackSource {
+  constructor(
+    private readonly library: LibraryClient,
+    private readonly swarm: SwarmFetcher,
+    private readonly mirror: LibraryMirror,
+    private readonly store: ChunkStore,
+    private readonly log: Logger,
+  ) {}
+
+  readonly open = async (track: TrackRef): Promise<Readable> => {
+    const contentId = Buffer.from(track.contentId, 'hex');
+    let manifest = this.mirror.manifest(contentId);
+    if (!manifest) {
+      const m = await new Promise<TrackManifest__Output>((resolve, reject) =>
+        this.library.Manifest({ contentId }, { deadline: Date.now() + 15_000 }, (err, res) => (err ? reject(err) : resolve(res!))),
+      ).catch((err: Error) => {
+        throw new Error(`entry ${track.entryId}: the hub did not give its chunk list: ${err.message}`);
+      });
+      manifest = { size: Number(m.size), chunks: m.chunks.map((c) => ({ hash: c.hash, size: c.size })) };
+      this.mirror.putManifest(contentId, manifest.size, manifest.chunks);
+    }
+    const chunks = manifest.chunks;
+    const missing = this.store.missing(chunks.map((c) => c.hash));
+    if (missing.length === 0) return this.store.stream(chunks);
+
+    const started = performance.now();
+    let outcome: { failed: Buffer[] } | Error | undefined;
+    const fetching = this.swarm.fetch([{ contentId, chunks }], { order: 'sequential' }).then(
+      (r) => {
+        outcome = r;
+        this.log.info({ entryId: track.entryId, chunks: missing.length, failed: r.failed.length, ms: Math.round(performance.now() - started) }, 'fetched the missing chunks of a track');
+      },
+      (err: Error) => (outcome = err),
+    );
+    const store = this.store;
+    /** Resolves once chunk i is stored; throws if the fetch ended without it. */
+    const arrived = async (i: number) => {
+      while (!store.has(chunks[i].hash)) {
+        if (outcome instanceof Error) throw new Error(`entry ${track.entryId}: fetching its chunks failed: ${outcome.message}`);
+        if (outcome) throw new Error(`entry ${track.entryId}: chunk ${i} of ${chunks.length} could not be fetched from any source`);
+        await Promise.race([fetching, new Promise((r) => setTimeout(r, 20))]);
+      }
+    };
+    const startBytes = Math.min(manifest.size, Math.max(STREAM_START_BYTES, manifest.size * STREAM_START_SHARE));
+    let head = 0;
+    for (let i = 0; i < chunks.length && head < startBytes; i++) {
+      await arrived(i);
+      head += chunks[i].size;
+    }
+    this.log.info({ entryId: track.entryId, headBytes: head, size: manifest.size, ms: Math.round(performance.now() - started) }, 'streaming start: the beginning is here, the rest follows');
+    return Readable.from(
+      (async function* () {
+        for (let i = 0; i < chunks.length; i++) {
+          await arrived(i);
+          const data = await store.get(chunks[i].hash);
+          if (!data) throw new Error(`entry ${track.entryId}: chunk ${i} vanished from the store`);
+          yield data;
+        }
+      })(),
+      { objectMode: false },
+    );
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * Reading the measurement output's records (src/node/output/measure.ts): when each
+ * marked frame played, in true time (the machine's monotonic clock), per node.
+ */
+import { readFile } from 'node:fs/promises';
+
+export interface MeasureRecord {
+  session: string;
+  entryId?: number;
+  trackFrame: number;
+  trueMs: number;
+}
+
+export async function readMeasure(file: string): Promise<MeasureRecord[]> {
+  let text = '';
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return [];
+  }
+  // The last line may be half-written.
+  return text
+    .split('\n')
+    .filter((l) => l.endsWith('}'))
+    .map((l) => JSON.parse(l) as MeasureRecord);
+}
+
+/** trackFrame → trueMs of one session (and entry) on one node. */
+export function framesOf(records: readonly MeasureRecord[], session: string, entryId?: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const r of records) if (r.session === session && (entryId === undefined || r.entryId === entryId)) out.set(r.trackFrame, r.trueMs);
+  return out;
+}
+
+export interface Agreement {
+  /** Frames compared (present on every node, after the settle time). */
+  compared: number;
+  /** Largest difference between any two nodes on when the same frame played (ms). */
+  maxSpreadMs: number;
+  /** Spreads per compared frame, sorted. */
+  spreads: number[];
+}
+
+/** How closely nodes agree on when each frame played, ignoring frames before `fromTrueMs`. */
+export function agreement(nodes: readonly Map<number, number>[], fromTrueMs = -Infinity): Agreement {
+  const spreads: number[] = [];
+  for (const [frame, t0] of nodes[0]) {
+    if (t0 < fromTrueMs) continue;
+    const times = nodes.map((n) => n.get(frame));
+    if (times.some((t) => t === undefined)) continue;
+    spreads.push(Math.max(...(times as number[])) - Math.min(...(times as number[])));
+  }
+  spreads.sort((a, b) => a - b);
+  return { compared: spreads.length, maxSpreadMs: spreads.at(-1) ?? NaN, spreads };
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}

@@ -1,0 +1,256 @@
+/**
+ * Synchronised playback end to end: a real hub and real node processes with the
+ * measurement output, their clocks offset by seconds and skewed, their virtual sound
+ * cards running fast or slow. Every process reads the same machine clock underneath, so
+ * the measurement files say in true time when each frame played on each node; the hub's
+ * clock is that same clock, so the group state's anchor says when it should have.
+ */
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { monotonicMs } from '../src/clock/local-clock.js';
+import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
+import type { CommandName } from '../src/protocol/topics.js';
+import { makeTrack } from './helpers/audio.js';
+import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
+import { agreement, framesOf, readMeasure, type MeasureRecord } from './helpers/measure.js';
+import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
+
+const RATE = 48000;
+/** Loose on purpose (a loaded 2-core CI machine); the benchmark measures the real figure. */
+const BOUND_MS = 2;
+/** Frames are compared once the clocks and the drift correction had this long (ms). */
+const SETTLE_MS = 1500;
+
+const NODES = [
+  { name: 'kitchen', offsetSeconds: 3.5, skewPpm: 100, rateErrorPpm: 50 },
+  { name: 'lounge', offsetSeconds: -7.25, skewPpm: -100, rateErrorPpm: -50 },
+  { name: 'study', offsetSeconds: 1000, skewPpm: 40, rateErrorPpm: 20 },
+];
+
+describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
+  let broker: BrokerAccess;
+  let hub: HubProcess;
+  let observer: Observer;
+  let groupId: number;
+  const entries = new Map<string, number>();
+  const nodes: { name: string; proc?: FireflyProcess; measure: string; args: string[]; dataDir?: string }[] = [];
+
+  async function command(name: CommandName, body: Record<string, unknown>): Promise<unknown> {
+    const id = randomBytes(4).toString('hex');
+    const replyTo = observer.topics.reply(`test-${id}`);
+    await observer.subscribe(replyTo);
+    await observer.publish(observer.topics.command(name), { ...body, id, replyTo });
+    const reply = await observer.waitFor<CommandReply>(`reply to ${name}`, replyTo);
+    assert.ok(reply.ok, `${name} refused: ${reply.error?.message}`);
+    return reply.result;
+  }
+
+  function state(): GroupState | undefined {
+    return observer.last<GroupState>(observer.topics.groupState(groupId));
+  }
+
+  /** Where the observer's history stands: later waits look only at what came after. */
+  function mark(): number {
+    return observer.messages.length;
+  }
+
+  /** The first group state after `since` (a mark) that passes `match`. */
+  function stateAfter(since: number, what: string, match: (g: GroupState) => boolean, timeoutMs = 15_000): Promise<GroupState> {
+    const topic = observer.topics.groupState(groupId);
+    return waitFor(
+      what,
+      () => {
+        for (const m of observer.messages.slice(since)) {
+          if (m.topic !== topic || m.payload.length === 0) continue;
+          const g = JSON.parse(m.payload.toString()) as GroupState;
+          if (match(g)) return g;
+        }
+        return undefined;
+      },
+      timeoutMs,
+      20,
+    );
+  }
+
+  /** The first started session (anchor set) published after `since`. */
+  function started(since: number): Promise<GroupState> {
+    return stateAfter(since, 'a started session', (g) => g.playback.anchor !== null && g.playback.state === 'playing');
+  }
+
+  async function records(): Promise<MeasureRecord[][]> {
+    return Promise.all(nodes.filter((n) => n.proc).map((n) => readMeasure(n.measure)));
+  }
+
+  /** Checks the nodes agree on the session's frames, and that they play when the anchor says. */
+  async function assertInSync(g: GroupState, label: string, entryId = g.playback.entryId!): Promise<void> {
+    const anchor = g.playback.anchor!;
+    const all = await records();
+    const perNode = all.map((r) => framesOf(r, g.playback.session!, entryId));
+    for (const [i, frames] of perNode.entries()) assert.ok(frames.size > 5, `${label}: node ${i} recorded ${frames.size} frames of the session`);
+    const a = agreement(perNode, anchor.hubMs + SETTLE_MS);
+    assert.ok(a.compared >= 10, `${label}: only ${a.compared} frames to compare`);
+    assert.ok(a.maxSpreadMs <= BOUND_MS, `${label}: nodes disagree by up to ${a.maxSpreadMs.toFixed(3)} ms (bound ${BOUND_MS})`);
+    // And at the right position: frame f plays at anchor.hubMs + (f/rate − anchor position), hub time being true time.
+    for (const [i, frames] of perNode.entries()) {
+      let worst = 0;
+      for (const [frame, trueMs] of frames) {
+        if (trueMs < anchor.hubMs + SETTLE_MS) continue;
+        worst = Math.max(worst, Math.abs(trueMs - (anchor.hubMs + (frame * 1000) / RATE - anchor.positionMs)));
+      }
+      assert.ok(worst <= BOUND_MS, `${label}: node ${nodes[i].name} plays up to ${worst.toFixed(3)} ms off the schedule`);
+    }
+    process.stderr.write(`${label}: ${a.compared} frames compared, spread p50 ${a.spreads[a.spreads.length >> 1].toFixed(3)} ms, max ${a.maxSpreadMs.toFixed(3)} ms\n`);
+  }
+
+  async function startNode(n: (typeof nodes)[number]): Promise<void> {
+    const { proc, dataDir } = await startControlNode(broker, hub, { name: n.name, dataDir: n.dataDir, extraArgs: n.args });
+    n.proc = proc;
+    n.dataDir = dataDir;
+  }
+
+  before(async () => {
+    broker = await embeddedBroker();
+    const library = await tempDir('firefly-music-');
+    await makeTrack(join(library, 'a.flac'), { format: 'flac', seconds: 20, seed: 1, title: 'A' });
+    await makeTrack(join(library, 'b.flac'), { format: 'flac', seconds: 6, seed: 2, title: 'B' });
+    await makeTrack(join(library, 'c.ogg'), { format: 'ogg', seconds: 8, seed: 3, title: 'C' });
+    // A file cut short: its tags still say 20 s.
+    await makeTrack(join(library, 'bad.flac'), { format: 'flac', seconds: 20, seed: 4, title: 'Bad' });
+    const bad = await readFile(join(library, 'bad.flac'));
+    await writeFile(join(library, 'bad.flac'), bad.subarray(0, Math.floor(bad.length * 0.08)));
+    hub = await startControlHub(broker, { library });
+    await hub.proc.waitForLog('library indexed', 60_000);
+    for (const e of await ctlLibrary(hub.grpc)) entries.set(e.path, e.id);
+    assert.equal(entries.size, 4, `entries: ${[...entries.keys()].join(', ')}`);
+
+    observer = await new Observer(broker).connect();
+    await observer.subscribe(`${broker.prefix}/group/+/state`, `${broker.prefix}/node/+/heartbeat`);
+    for (const n of NODES) {
+      const measure = join(await tempDir('firefly-measure-'), 'frames.jsonl');
+      nodes.push({
+        name: n.name,
+        measure,
+        args: ['--serve-host', '127.0.0.1', '--serve-port', '0', '--output', 'measure', '--measure-file', measure, `--sim-clock-offset=${n.offsetSeconds}`, `--sim-clock-skew=${n.skewPpm}`, `--sim-output-rate-error=${n.rateErrorPpm}`, '--output-buffer', '50', '--log-level', process.env.FIREFLY_TEST_LOG_LEVEL ?? 'info'],
+      });
+    }
+    // The third node starts mid-track, later.
+    for (const n of nodes.slice(0, 2)) await startNode(n);
+    for (const n of nodes.slice(0, 2)) await n.proc!.waitForLog((l) => l.msg === 'sync complete' && (l.chunksWanted as number) > 0, 60_000);
+    const names = nodes.map((n) => n.name);
+    await waitFor('nodes known to the hub', async () => (await ctl(broker, ['nodes', '--json'])).trim().split('\n').length >= 2);
+    const created = JSON.parse(await ctl(broker, ['group', 'create', 'House', names[0], names[1], '--json'])) as GroupState;
+    groupId = created.groupId;
+    // Clock sync first: every heartbeat says synced.
+    await waitFor('clocks synced', () => {
+      const beats = observer.messages.filter((m) => m.topic.endsWith('/heartbeat')).slice(-6).map((m) => JSON.parse(m.payload.toString()) as { clock: { synced: boolean } });
+      return beats.length >= 4 && beats.every((b) => b.clock.synced);
+    }, 30_000);
+  });
+
+  after(async () => {
+    // With FIREFLY_TEST_KEEP, the node logs stay beside the measurement files.
+    if (process.env.FIREFLY_TEST_KEEP) for (const n of nodes) if (n.proc) await writeFile(`${n.measure}.log`, n.proc.logs.map((l) => JSON.stringify(l)).join('\n'));
+    await observer?.close();
+    await cleanup();
+  });
+
+  let session: string | null = null;
+
+  it('plays a track on every node on the same frame, at the hub-time anchor', async () => {
+    const t0 = monotonicMs();
+    const since = mark();
+    await ctl(broker, ['play', 'House', String(entries.get('a.flac')), String(entries.get('b.flac')), String(entries.get('c.ogg'))]);
+    const g = await started(since);
+    session = g.playback.session;
+    assert.equal(g.playback.entryId, entries.get('a.flac'));
+    assert.equal(g.queue.length, 3);
+    process.stderr.write(`command to start instant: ${(g.playback.anchor!.hubMs - t0).toFixed(0)} ms (including the ctl process)\n`);
+    await waitFor('4 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 4000, 10_000);
+    await assertInSync(g, 'play');
+  });
+
+  it('pause stops every node; resume continues from the same position, together', async () => {
+    const before = state()!;
+    let since = mark();
+    await command('pause', { groupId });
+    const paused = await stateAfter(since, 'paused', (g) => g.playback.state === 'paused');
+    const pausedAt = monotonicMs();
+    const expected = before.playback.anchor!.positionMs + (pausedAt - before.playback.anchor!.hubMs);
+    assert.ok(Math.abs(paused.playback.positionMs - expected) < 300, `paused at ${paused.playback.positionMs} ms, expected about ${expected.toFixed(0)}`);
+    await new Promise((r) => setTimeout(r, 700));
+    // Nothing of the old session plays after the pause (beyond the output buffer).
+    for (const r of await records()) {
+      const late = r.filter((x) => x.session === session && x.trueMs > pausedAt + 200);
+      assert.equal(late.length, 0, `frames played after the pause: ${JSON.stringify(late.slice(0, 3))}`);
+    }
+    since = mark();
+    await command('resume', { groupId });
+    const g = await started(since);
+    session = g.playback.session;
+    assert.ok(Math.abs(g.playback.anchor!.positionMs - paused.playback.positionMs) < 1, 'resumes where it paused');
+    await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    await assertInSync(g, 'resume');
+  });
+
+  it('seek moves every node to the new position, together; a node started mid-track joins in sync', async () => {
+    const since = mark();
+    await command('seek', { groupId, seconds: 9 });
+    const g = await started(since);
+    session = g.playback.session;
+    assert.equal(g.playback.anchor!.positionMs, 9000);
+    // The third node comes up now, in the middle of the track.
+    const late = nodes[2];
+    await startNode(late);
+    await late.proc!.waitForLog((l) => l.msg === 'sync complete' && (l.chunksWanted as number) > 0, 60_000);
+    await command('group/add', { groupId, nodeId: (JSON.parse((await ctl(broker, ['nodes', '--json'])).trim().split('\n').find((l) => l.includes(`"${late.name}"`))!) as { nodeId: number }).nodeId });
+    const joinedAt = monotonicMs();
+    await waitFor('the late node plays', async () => framesOf(await readMeasure(late.measure), session!).size > 30, 15_000);
+    await waitFor('a settled comparison', () => monotonicMs() > Math.max(joinedAt + 3000, g.playback.anchor!.hubMs + 4000), 10_000);
+    await assertInSync(g, 'seek + late join');
+    const mine = framesOf(await readMeasure(late.measure), session!);
+    const first = Math.min(...mine.keys());
+    assert.ok(first > 9.2 * RATE, `the late node started in the middle (frame ${first}), not at the seek position`);
+  });
+
+  it('next goes to the next track, together, and the track after follows without a gap', async () => {
+    const since = mark();
+    await command('next', { groupId });
+    const g = await started(since);
+    session = g.playback.session;
+    assert.equal(g.playback.entryId, entries.get('b.flac'));
+    // b lasts 6 s; the nodes continue into c on their own.
+    const cState = await stateAfter(since, 'c playing', (s) => s.playback.entryId === entries.get('c.ogg') && s.playback.session === session);
+    await waitFor('4 s of c', () => monotonicMs() > cState.playback.anchor!.hubMs + 4000, 10_000);
+    await assertInSync(g, 'next', entries.get('b.flac'));
+    await assertInSync(cState, 'gapless into the next track', entries.get('c.ogg'));
+    // Gapless: c's first frame plays exactly where b's decoded length ends (6 s at 48 kHz).
+    for (const r of await records()) {
+      const b0 = framesOf(r, session!, entries.get('b.flac')).get(0)!;
+      const c0 = framesOf(r, session!, entries.get('c.ogg')).get(0)!;
+      assert.ok(Math.abs(c0 - b0 - 6000) < 0.5, `c starts ${(c0 - b0).toFixed(3)} ms after b`);
+    }
+  });
+
+  it('a truncated file: a clear error in the group state, the group skips to the next track and plays on', async () => {
+    const since = mark();
+    await command('play', { groupId, entryIds: [entries.get('bad.flac'), entries.get('b.flac')] });
+    const g = await stateAfter(since, 'b playing after the bad track', (s) => s.playback.entryId === entries.get('b.flac') && s.playback.anchor !== null && s.playback.state === 'playing', 20_000);
+    const error = g.errors.find((e) => e.entryId === entries.get('bad.flac'));
+    assert.ok(error, `no error for the bad file in ${JSON.stringify(g.errors)}`);
+    assert.match(error.message, /flac/i);
+    await waitFor('3 s of b', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    await assertInSync(g, 'after the bad track');
+  });
+
+  it('stop silences every node', async () => {
+    const since = mark();
+    await command('stop', { groupId });
+    await stateAfter(since, 'stopped', (s) => s.playback.state === 'stopped');
+    const at = monotonicMs();
+    await new Promise((r) => setTimeout(r, 500));
+    for (const r of await records()) assert.equal(r.filter((x) => x.trueMs > at + 200).length, 0);
+  });
+});
