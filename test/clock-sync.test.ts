@@ -112,8 +112,10 @@ describe('clock sync (hub + 3 nodes, 0–20 ms jitter)', () => {
     );
   });
 
-  it('the hub ignores malformed packets and limits each source', async () => {
+  it('the hub ignores malformed packets and limits each source', async (t) => {
     const socket = createSocket('udp4');
+    // Closed even when an assertion fails: an open socket would keep this file running.
+    t.after(() => socket.close());
     const replies: Buffer[] = [];
     socket.on('message', (m) => replies.push(m));
     await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
@@ -134,7 +136,6 @@ describe('clock sync (hub + 3 nodes, 0–20 ms jitter)', () => {
     for (let seq = 100; seq < 400; seq++) send(encodeClockPacket({ kind: 'request', seq, t1: seq, t2: 0, t3: 0 }));
     await new Promise((r) => setTimeout(r, 500));
     assert.ok(replies.length > 10 && replies.length < 120, `${replies.length} replies to a burst of 300`);
-    await new Promise<void>((r) => socket.close(() => r()));
     assert.equal(hub.proc.child.exitCode, null, 'the hub still runs');
   });
 });
