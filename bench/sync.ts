@@ -173,7 +173,12 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       }, 20_000);
       await new Promise((res) => setTimeout(res, 1000));
       const firsts = await Promise.all(
-        r.nodes.map(async (n) => (await readMeasure(n.measure)).find((x) => x.session === g.playback.session && x.trackFrame === 0)?.trueMs ?? NaN),
+        // When frame 0 played, or would have for a node that came in a few frames late
+        // (it then skipped to the right frame): its first record, less the frames it skipped.
+        r.nodes.map(async (n) => {
+          const first = (await readMeasure(n.measure)).find((x) => x.session === g.playback.session && x.trackFrame >= 0);
+          return first ? first.trueMs - (first.trackFrame / 48_000) * 1000 : NaN;
+        }),
       );
       const lat = firsts.map((t) => t - sent);
       all.push(...lat);

@@ -61,6 +61,55 @@ export const openDecoder: OpenDecoder = ffmpegDecoder();
 
 type Child = ChildProcessByStdio<Writable, Readable, Readable>;
 
+function spawnFfmpeg(bin: string, args: string[]): Child {
+  return spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/**
+ * A spare is replaced when the decoder that took it closes (playback stopped or moved on:
+ * the node is idle), or at the latest this long after it was taken, so the replacement's
+ * start-up never competes with the start of playback it was taken for.
+ */
+const SPARE_REFILL_MS = 5000;
+
+/**
+ * One idle ffmpeg per argument list, started ahead of need. Loading ffmpeg costs about
+ * 40 ms of CPU; a play that finds a spare waiting on its stdin starts decoding at once,
+ * which is most of a node's share of command-to-sound. A spare only reads stdin, so it
+ * ends by itself when the node does (its pipe closes).
+ */
+class SpareDecoders {
+  private readonly spares = new Map<string, Child>();
+
+  take(bin: string, args: string[]): Child {
+    const key = JSON.stringify([bin, args]);
+    const spare = this.spares.get(key);
+    this.spares.delete(key);
+    setTimeout(() => this.refill(bin, args), SPARE_REFILL_MS).unref();
+    if (spare && spare.exitCode === null && spare.signalCode === null) {
+      spare.ref();
+      for (const s of [spare.stdin, spare.stdout, spare.stderr] as unknown as { ref?: () => void }[]) s.ref?.();
+      return spare;
+    }
+    return spawnFfmpeg(bin, args);
+  }
+
+  /** Makes sure a spare for these arguments is waiting. */
+  refill(bin: string, args: string[]): void {
+    const key = JSON.stringify([bin, args]);
+    if (this.spares.has(key)) return;
+    const child = spawnFfmpeg(bin, args);
+    child.on('error', () => this.spares.get(key) === child && this.spares.delete(key));
+    child.on('exit', () => this.spares.get(key) === child && this.spares.delete(key));
+    // An idle spare must not keep the node running.
+    child.unref();
+    for (const s of [child.stdin, child.stdout, child.stderr] as unknown as { unref?: () => void }[]) s.unref?.();
+    this.spares.set(key, child);
+  }
+}
+
+const spares = new SpareDecoders();
+
 class FfmpegPcmReader implements PcmReader {
   readonly sampleRate: number;
   readonly channels: number;
@@ -84,6 +133,8 @@ class FfmpegPcmReader implements PcmReader {
   private closed = false;
   private stderr = '';
   private wake?: () => void;
+  /** What this reader's ffmpeg was started with, so closing it can leave a spare behind. */
+  private spareArgs?: { bin: string; args: string[] };
 
   constructor(
     private readonly bytes: Readable,
@@ -134,7 +185,9 @@ class FfmpegPcmReader implements PcmReader {
       '-ac', String(this.channels),
       '-f', 's16le', '-c:a', 'pcm_s16le', 'pipe:1',
     ];
-    const child = spawn(this.settings.ffmpeg ?? 'ffmpeg', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const bin = this.settings.ffmpeg ?? 'ffmpeg';
+    if (input === 'pipe:0') this.spareArgs = { bin, args };
+    const child = input === 'pipe:0' ? spares.take(bin, args) : spawnFfmpeg(bin, args);
     this.child = child;
     child.on('error', (err) => this.fail(`could not run ffmpeg (${err.message}); install Debian's ffmpeg package`));
     child.stderr.setEncoding('utf8');
@@ -283,6 +336,7 @@ class FfmpegPcmReader implements PcmReader {
     this.kill();
     this.notify();
     await exited;
+    if (this.spareArgs) spares.refill(this.spareArgs.bin, this.spareArgs.args);
     if (this.spool) await rm(this.spool, { recursive: true, force: true });
   }
 }
