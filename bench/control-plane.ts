@@ -7,13 +7,13 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectBroker, endClient, subscribe, whenConnected, type MqttClient } from '../src/protocol/mqtt-client.js';
 import { encode, PROTOCOL_VERSION, type Heartbeat, type NodeEvent } from '../src/protocol/schemas.js';
 import { Topics } from '../src/protocol/topics.js';
+import { freePort } from '../test/helpers/processes.js';
 
 const CLI = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../src/cli/firefly.js' : '../dist/src/cli/firefly.js', import.meta.url));
 
@@ -39,16 +39,6 @@ export interface ControlPlaneBenchResult {
   offlineMaxMs: number;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -11,13 +11,13 @@ import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { appendFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chunksClient } from '../src/protocol/data-plane.js';
 import type { ServingStats__Output } from '../src/generated/firefly/v1/ServingStats.js';
 import { fmtBytes, note, Table } from './util.js';
+import { freePort } from '../test/helpers/processes.js';
 
 const CLI = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../src/cli/firefly.js' : '../dist/src/cli/firefly.js', import.meta.url));
 
@@ -88,16 +88,6 @@ function run(args: string[]): Proc {
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function freeUdpPort(): Promise<number> {
   return new Promise((resolve) => {

@@ -1,17 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { ClockEstimator, type ClockEstimatorOptions } from '../src/clock/estimator.js';
+import { seededRandom as prng } from './helpers/udp-delay-proxy.js';
 
-/** mulberry32: a small seeded PRNG, so every run sees the same network. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Network {
   offsetSeconds: number;
