@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDecoder } from '../src/node/decode/ffmpeg.js';
@@ -11,6 +10,7 @@ import { NullOutput } from '../src/node/output/null.js';
 import type { AudioOutput } from '../src/node/output/output.js';
 import { selectOutput } from '../src/node/output/select.js';
 import { makeTone, toneOf } from './helpers/audio.js';
+import { pulseInstalled, startPulse } from './helpers/pulse.js';
 
 const RATE = 48000;
 const CHANNELS = 2;
@@ -23,29 +23,7 @@ const SETTINGS = {
   sim: { clockOffsetSeconds: 0, clockSkewPpm: 0, outputRateErrorPpm: 0 },
 };
 
-const havePulse = spawnSync('pulseaudio', ['--version']).status === 0 && spawnSync('parec', ['--version']).status === 0;
-
-/** A private PulseAudio daemon with one null sink, ff1, authenticating by a cookie of our own. */
-async function startPulse(dir: string): Promise<{ daemon: ChildProcess; env: NodeJS.ProcessEnv; socket: string; log: () => string }> {
-  const run = join(dir, 'run');
-  const state = join(dir, 'state');
-  await mkdir(run, { recursive: true });
-  await mkdir(state, { recursive: true });
-  const cookie = join(dir, 'cookie');
-  await writeFile(cookie, randomBytes(256));
-  const env = { ...process.env, PULSE_RUNTIME_PATH: run, PULSE_STATE_PATH: state, PULSE_COOKIE: cookie };
-  const daemon = spawn(
-    'pulseaudio',
-    ['--daemonize=no', '--exit-idle-time=-1', '-n', '--load=module-null-sink sink_name=ff1 rate=48000', `--load=module-native-protocol-unix auth-cookie=${cookie}`],
-    { env, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let log = '';
-  daemon.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const socket = join(run, 'native');
-  for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(existsSync(socket), `pulseaudio did not start:\n${log}`);
-  return { daemon, env, socket, log: () => log };
-}
+const havePulse = pulseInstalled();
 
 test('PulseAudio output: a decoded tone reaches the null sink, with a plausible delay', { skip: havePulse ? false : 'pulseaudio or parec is not installed (apt-get install pulseaudio pulseaudio-utils)' }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ff-pulse-'));
