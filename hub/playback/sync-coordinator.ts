@@ -44,6 +44,10 @@ interface Session {
   /** Set once the barrier fell: track position anchor.positionMs plays at hub time anchor.hubMs. */
   anchor?: { positionMs: number; hubMs: number };
   barrierTimer?: NodeJS.Timeout;
+  /** The barrier timeout passed. */
+  timedOut?: boolean;
+  /** At least one member said ready. */
+  anyReady?: boolean;
   /** When no member reports the track's end (all offline), the hub moves on by itself. */
   endTimer?: NodeJS.Timeout;
   preparedAt: number;
@@ -191,7 +195,10 @@ export class SyncCoordinator {
     }
     if (!s || event.session !== s.id) return;
     if (event.event === 'ready') {
-      if (s.waiting.delete(nodeId)) this.barrierCheck(s);
+      if (s.waiting.delete(nodeId)) {
+        s.anyReady = true;
+        this.barrierCheck(s);
+      }
       return;
     }
     if (event.event === 'track') {
@@ -284,13 +291,28 @@ export class SyncCoordinator {
       this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(track), positionMs, next });
     }
     this.log.info({ session: s.id, entryId: item.entryId, positionMs, members: [...s.waiting] }, 'session prepared');
-    s.barrierTimer = setTimeout(() => this.go(s, 'timeout'), this.options.barrierTimeoutMs);
+    s.barrierTimer = setTimeout(() => this.timeout(s), this.options.barrierTimeoutMs);
     this.ctx.changed();
     this.barrierCheck(s);
   }
 
   private barrierCheck(s: Session): void {
-    if (!s.anchor && s.waiting.size === 0) this.go(s, 'all ready');
+    if (s.anchor) return;
+    if (s.waiting.size === 0) this.go(s, 'all ready');
+    // The timeout passed with nobody ready: the first member ready starts the group.
+    else if (s.timedOut && s.anyReady) this.go(s, 'first ready after the timeout');
+  }
+
+  /**
+   * The barrier timeout: members that are ready start and late ones join in progress.
+   * With nobody ready yet (all still fetching the track, say) starting would only make
+   * every member skip the beginning, so the group waits for its first ready member.
+   */
+  private timeout(s: Session): void {
+    if (this.session !== s || s.anchor) return;
+    s.timedOut = true;
+    if (s.anyReady || s.waiting.size === 0) this.go(s, 'timeout');
+    else this.log.info({ session: s.id, waiting: [...s.waiting] }, 'barrier timeout with no member ready; starting with the first one ready');
   }
 
   /** The barrier fell: everyone online starts at hub time T = now + margin. */
