@@ -203,7 +203,11 @@ describe('streaming start: a track no member holds (hub upload capped, nodes wit
       const have = new Set(marks);
       const missing: number[] = [];
       for (let f = marks[0]; f <= lastMark; f += MARK_EVERY) if (!have.has(f)) missing.push(f);
-      assert.equal(missing.length, 0, `${nodes[i].name}: marks missing between ${marks[0]} and ${lastMark}: frames ${missing.join(', ')}`);
+      // A drift correction drops single frames; one that drops a mark's own frame leaves
+      // that one mark unrecorded. So a missing mark must stand alone (its neighbours
+      // played) and be rare; a gap of two or more marks is audio that did not play.
+      const lone = missing.filter((f) => have.has(f - MARK_EVERY) && have.has(f + MARK_EVERY));
+      assert.ok(lone.length === missing.length && missing.length <= 3, `${nodes[i].name}: marks missing between ${marks[0]} and ${lastMark}: frames ${missing.join(', ')}`);
     }
     const beginnings = nodes.map((n, i) => `${n.name} ${(began[i] / RATE).toFixed(2)} s${late.includes(n.name) ? ' (late)' : ''}`).join(', ');
     process.stderr.write(`streaming start: first frame played per node: ${beginnings}\n`);
