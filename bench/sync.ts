@@ -99,16 +99,21 @@ async function teardown(r: Rig | undefined): Promise<void> {
   await cleanup();
 }
 
-/** Records of one session on a timeline that runs on through repeats: frame → true time. */
-function timeline(records: readonly MeasureRecord[], session: string): Map<number, number> {
-  const out = new Map<number, number>();
-  let base = 0;
-  let last = -1;
+/**
+ * Every recorded frame, keyed by session and by position on a timeline that runs on
+ * through gapless repeats: "session:frame" → true time. A repeat the hub starts as a new
+ * session (after a track's end) starts a new timeline; nodes are compared within one.
+ */
+function timeline(records: readonly MeasureRecord[]): Map<string, number> {
+  const out = new Map<string, number>();
+  const base = new Map<string, { base: number; last: number }>();
   for (const r of records) {
-    if (r.session !== session) continue;
-    if (r.trackFrame < last) base += last + 1;
-    last = r.trackFrame;
-    out.set(base + r.trackFrame, r.trueMs);
+    if (r.trackFrame < 0) continue;
+    const b = base.get(r.session) ?? { base: 0, last: -1 };
+    if (r.trackFrame < b.last) b.base += b.last + 1;
+    b.last = r.trackFrame;
+    base.set(r.session, b);
+    out.set(`${r.session}:${b.base + r.trackFrame}`, r.trueMs);
   }
   return out;
 }
@@ -131,9 +136,10 @@ export async function benchSync(options: SyncBenchOptions = {}): Promise<string>
     const start = g.playback.anchor!.hubMs;
     note(`sync: playing for ${minutes} min`);
     await new Promise((res) => setTimeout(res, minutes * 60_000 + 2000));
-    const perNode = await Promise.all(r.nodes.map(async (n) => timeline(await readMeasure(n.measure), g.playback.session!)));
+    const perNode = await Promise.all(r.nodes.map(async (n) => timeline(await readMeasure(n.measure))));
     const spreads: { at: number; spread: number }[] = [];
     for (const [frame, t0] of perNode[0]) {
+      if (t0 < start) continue;
       const times = perNode.map((m) => m.get(frame));
       if (times.some((t) => t === undefined)) continue;
       spreads.push({ at: t0 - start, spread: Math.max(...(times as number[])) - Math.min(...(times as number[])) });
