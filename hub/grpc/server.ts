@@ -2,7 +2,7 @@ import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnary
 import { open } from 'node:fs/promises';
 import type { Logger } from '../../src/log.js';
 import { sha256 } from '../../src/chunking/manifest.js';
-import { channelOptions, dataPlane, type LibraryHandlers } from '../../src/protocol/data-plane.js';
+import { channelOptions, dataPlane, shutdownServer, type LibraryHandlers } from '../../src/protocol/data-plane.js';
 import { chunkService, type ChunkServiceStats, type ChunkSource, type TransitCall } from '../../src/transfer/chunk-service.js';
 import { TokenBucket } from '../../src/transfer/token-bucket.js';
 import type { ChunkSourceInfo } from '../../src/generated/firefly/v1/ChunkSourceInfo.js';
@@ -224,15 +224,6 @@ export class DataPlaneServer {
     clearInterval(this.statsTimer);
     const server = this.server;
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 2000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownServer(server, 2000);
   }
 }

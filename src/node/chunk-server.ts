@@ -1,6 +1,6 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
-import { channelOptions, dataPlane, DEFAULT_MAX_MESSAGE_BYTES } from '../protocol/data-plane.js';
+import { channelOptions, dataPlane, DEFAULT_MAX_MESSAGE_BYTES, shutdownServer } from '../protocol/data-plane.js';
 import { chunkService, type ChunkServiceStats } from '../transfer/chunk-service.js';
 import type { ChunkStore } from './chunk-store.js';
 
@@ -55,15 +55,6 @@ export class ChunkServer {
     const server = this.server;
     this.server = undefined;
     if (!server) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 1000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownServer(server, 1000);
   }
 }

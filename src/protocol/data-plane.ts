@@ -1,4 +1,4 @@
-import { credentials as grpcCredentials, loadPackageDefinition, type ChannelOptions } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, loadPackageDefinition, type ChannelOptions, type Server } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import type { ProtoGrpcType } from '../generated/firefly.js';
@@ -50,4 +50,18 @@ export function libraryClient(address: string, maxMessageBytes?: number): Librar
 export function chunksClient(address: string, maxMessageBytes?: number): ChunksClient {
   const { Chunks } = dataPlane().firefly.v1;
   return new Chunks(address, grpcCredentials.createInsecure(), channelOptions(maxMessageBytes));
+}
+
+/** Stops a gRPC server: lets calls under way finish, then cuts what is left after `graceMs`. */
+export function shutdownServer(server: Server, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

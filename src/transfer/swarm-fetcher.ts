@@ -6,7 +6,6 @@ import type { ChunkData__Output } from '../generated/firefly/v1/ChunkData.js';
 import type { ChunkSourceInfo__Output } from '../generated/firefly/v1/ChunkSourceInfo.js';
 import { BadChunkError, type ChunkStore } from '../node/chunk-store.js';
 import { hasBit } from './chunk-bitmap.js';
-import { emptyFetchStats, type FetchStats } from './chunk-fetcher.js';
 import { NODE_METADATA_KEY, URGENT_METADATA_KEY } from './chunk-service.js';
 
 /** Where a chunk sits: a content (hex id) and its index in that content's chunk list. */
@@ -30,6 +29,16 @@ export type FetchOrder = 'sequential' | 'rarest';
 
 /** Where a downloader learns who holds what (the hub's Library.Sources). */
 export type SourceDirectory = (contentIds: Buffer[]) => Promise<ChunkSourceInfo__Output[]>;
+
+export interface FetchStats {
+  /** Chunk payload bytes that arrived, good or bad. */
+  bytesReceived: number;
+  chunksStored: number;
+  /** Chunks whose bytes did not match their hash: thrown away and asked for again. */
+  chunksRejected: number;
+  /** Chunks a source said it does not hold. */
+  missing: number;
+}
 
 export interface SwarmStats extends FetchStats {
   bytesFromHub: number;
@@ -84,7 +93,7 @@ export const DEFAULT_SWARM: Omit<SwarmOptions, 'self'> = {
 };
 
 export function emptySwarmStats(): SwarmStats {
-  return { ...emptyFetchStats(), bytesFromHub: 0, bytesFromPeers: 0, sourcesBanned: 0, deflected: 0 };
+  return { bytesReceived: 0, chunksStored: 0, chunksRejected: 0, missing: 0, bytesFromHub: 0, bytesFromPeers: 0, sourcesBanned: 0, deflected: 0 };
 }
 
 interface Held {
