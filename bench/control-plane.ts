@@ -76,7 +76,7 @@ export async function benchControlPlane(options: ControlPlaneBenchOptions = {}):
   const topics = new Topics(prefix);
   const hub = spawn(
     process.execPath,
-    [CLI, 'hub', '--library', join(dir, 'music'), '--data-dir', join(dir, 'hub'), '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--topic-prefix', prefix, '--log-level', 'warn'],
+    [CLI, 'hub', '--library', join(dir, 'music'), '--data-dir', join(dir, 'hub'), '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--http-host', '127.0.0.1', '--http-port', '0', '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--topic-prefix', prefix, '--log-level', 'warn'],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const url = `mqtt://127.0.0.1:${mqttPort}`;

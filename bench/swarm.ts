@@ -138,7 +138,7 @@ async function round(dir: string, library: string, options: Required<SwarmBenchO
   const [grpcPort, mqttPort, clockPort] = [await freePort(), await freePort(), await freeUdpPort()];
   const prefix = `ffbench${randomBytes(3).toString('hex')}`;
   const hub = run([
-    'hub', '--library', library, '--data-dir', join(dir, `hub-${tag}`), '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort),
+    'hub', '--library', library, '--data-dir', join(dir, `hub-${tag}`), '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--http-host', '127.0.0.1', '--http-port', '0',
     '--clock-port', String(clockPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--topic-prefix', prefix,
     '--no-advertise', '--upload-limit', options.uploadLimit,
   ]);

@@ -18,6 +18,7 @@ import { NodeRegistry } from './registry/registry.js';
 import { HoldingsMap } from './swarm/holdings.js';
 import { TransitLog } from './swarm/transit.js';
 import type { Db } from '../src/storage/sqlite.js';
+import { HttpServer } from './http/server.js';
 import { SOFTWARE_VERSION } from '../src/version.js';
 import { PROTOCOL_VERSION } from '../src/protocol/schemas.js';
 
@@ -48,6 +49,8 @@ export class Hub {
   readonly holdings: HoldingsMap;
   /** mDNS advertisement (_firefly._tcp); absent with discovery.advertise off. */
   readonly advertiser?: Advertiser;
+  /** Web page, REST API, live updates, cover art and device streams (port 8081). */
+  readonly http: HttpServer;
   private started: { stop(): Promise<void> }[] = [];
 
   constructor(
@@ -97,6 +100,7 @@ export class Hub {
     this.groups = new Groups(this.db, this.channel, this.commands, this.registry, log.child({ module: 'groups' }));
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
+    this.http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ module: 'http' }));
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(
         {
@@ -121,7 +125,7 @@ export class Hub {
   async start(): Promise<void> {
     const control = [...(this.broker ? [this.broker] : []), this.channel, this.commands, this.registry, this.groups, this.playback, this.holdings, this.announcer];
     // Advertise once the data plane listens, before the (possibly long) first index.
-    for (const module of [...control, this.clockServer, this.dataPlane, ...(this.advertiser ? [this.advertiser] : []), this.library]) {
+    for (const module of [...control, this.clockServer, this.dataPlane, ...(this.advertiser ? [this.advertiser] : []), this.http, this.library]) {
       await module.start();
       this.started.push(module);
     }

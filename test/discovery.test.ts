@@ -213,7 +213,7 @@ describe('discovery over a real (namespaced) LAN', () => {
     if (typeof lan === 'string') return t.skip(`mDNS end-to-end test skipped: ${lan}`);
     const quiet = fireflyIn(lan.hubNs, [
       'hub', '--library', await tempDir('firefly-music-'), '--data-dir', await tempDir('firefly-hub-'), '--name', 'quiet-hub', '--no-advertise',
-      '--grpc-port', '7520', '--mqtt-port', '1983', '--clock-port', '7521', '--topic-prefix', prefix,
+      '--grpc-port', '7520', '--mqtt-port', '1983', '--clock-port', '7521', '--http-port', '8181', '--topic-prefix', prefix,
     ]);
     await quiet.waitForLog('data plane (gRPC) listening', 20_000);
     const lost = fireflyIn(lan.nodeNs, ['node', '--once', '--hub-name', 'quiet-hub', '--discovery-timeout', '2', '--data-dir', await tempDir('firefly-node-')]);

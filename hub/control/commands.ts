@@ -40,6 +40,31 @@ export class CommandRouter {
     await this.channel.handle(this.channel.topics.allCommands, (m) => this.onMessage(m));
   }
 
+  /**
+   * Runs a command in-process (REST API, Home Assistant bridge, an embedded Homebridge
+   * plugin): the same schema and handler as the MQTT topic, so every way in behaves alike.
+   * Returns the handler's result; throws CommandError for anything refused (an invalid
+   * payload is code 'invalid' with the schema's issues in the message).
+   */
+  invoke<N extends CommandName>(name: N, payload: unknown): unknown {
+    const parsed = commandSchemas[name].safeParse(payload);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.slice(0, 10).map((i) => `${i.path.map(String).join('.') || '(payload)'}: ${i.message}`);
+      this.counts.refused++;
+      throw new CommandError('invalid', `${name}: ${issues.join('; ')}`);
+    }
+    const handler = this.handlers.get(name);
+    if (!handler) throw new CommandError('unknown-command', `command ${name} is not available on this hub`);
+    try {
+      const result = handler(parsed.data);
+      this.counts.handled++;
+      return result;
+    } catch (err) {
+      this.counts.refused++;
+      throw err;
+    }
+  }
+
   async stop(): Promise<void> {}
 
   private onMessage(message: IncomingMessage): void {

@@ -31,6 +31,7 @@ export const HUB_FLAGS: FlagBinding[] = [
   { flag: '--data-dir <folder>', path: ['dataDir'], kind: 'string', help: 'catalogue and state (default ~/.firefly/hub)' },
   { flag: '--grpc-host <host>', path: ['grpc', 'host'], kind: 'string', help: 'data-plane listen address (default 0.0.0.0)' },
   { flag: '--grpc-port <port>', path: ['grpc', 'port'], kind: 'number', help: 'data-plane port (default 7420)' },
+  { flag: '--http-host <host>', path: ['http', 'host'], kind: 'string', help: 'web page and REST listen address (default 0.0.0.0)' },
   { flag: '--http-port <port>', path: ['http', 'port'], kind: 'number', help: 'web page and REST port (default 8081)' },
   { flag: '--clock-port <port>', path: ['clock', 'port'], kind: 'number', help: 'clock-exchange UDP port, on the grpc host (default 7421)' },
   { flag: '--mqtt <url>', path: ['mqtt', 'url'], kind: 'string', help: 'use this external MQTT broker (mqtt://HOST:PORT) instead of the embedded one' },

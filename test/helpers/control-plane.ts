@@ -186,13 +186,13 @@ export interface HubProcess {
 }
 
 /** Starts a hub and waits until it says it is online on the broker. */
-export async function startControlHub(broker: BrokerAccess, options: { dataDir?: string; library?: string; grpcPort?: number; clockPort?: number; extraArgs?: string[] } = {}): Promise<HubProcess> {
+export async function startControlHub(broker: BrokerAccess, options: { dataDir?: string; library?: string; grpcPort?: number; clockPort?: number; httpPort?: number; extraArgs?: string[] } = {}): Promise<HubProcess> {
   const dataDir = options.dataDir ?? (await tempDir('firefly-hub-'));
   const library = options.library ?? (await tempDir('firefly-music-'));
   const grpcPort = options.grpcPort ?? (await freePort());
   const clockPort = options.clockPort ?? (await freeUdpPort());
   const proc = firefly(
-    ['hub', '--library', library, '--data-dir', dataDir, '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--clock-port', String(clockPort), '--settle-ms', '200', ...brokerArgs(broker, 'hub'), ...(options.extraArgs ?? [])],
+    ['hub', '--library', library, '--data-dir', dataDir, '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--clock-port', String(clockPort), '--settle-ms', '200', '--http-host', '127.0.0.1', '--http-port', String(options.httpPort ?? 0), ...brokerArgs(broker, 'hub'), ...(options.extraArgs ?? [])],
     brokerEnv(broker),
   );
   await proc.waitForLog('connected to the MQTT broker', 20_000);

@@ -249,7 +249,8 @@ export async function isolationArgs(): Promise<string[]> {
   mqttFlags ??= spawnSync(process.execPath, [CLI, 'hub', '--help'], { encoding: 'utf8' }).stdout.includes('--mqtt-port');
   const mqtt = mqttFlags ? ['--mqtt-host', '127.0.0.1', '--mqtt-port', '0'] : [];
   // The clock exchange's UDP port (default 7421) would collide the same way.
-  return [...mqtt, '--clock-port', '0'];
+  // And the web page's port (default 8081).
+  return [...mqtt, '--clock-port', '0', '--http-host', '127.0.0.1', '--http-port', '0'];
 }
 
 export interface HubHandle {
