@@ -24,7 +24,15 @@ export interface PlaybackDirectory {
  * the nodes' player events, mute and per-node latency offsets. Time is the hub process's
  * monotonic clock.
  */
+/** Saved playlists, as playback needs them (set by hub/playlists when it starts). */
+export interface PlaylistDirectory {
+  /** The playlist's entry ids in order, or undefined when there is no such playlist. */
+  entriesOf(playlistId: number): number[] | undefined;
+}
+
 export class Playback implements PlaybackDirectory {
+  /** Resolves `play {playlistId}`; absent until a playlist module registers. */
+  playlists?: PlaylistDirectory;
   private readonly coordinators = new Map<number, SyncCoordinator>();
 
   constructor(
@@ -51,8 +59,14 @@ export class Playback implements PlaybackDirectory {
         throw err;
       }
     };
-    c.register('play', ({ groupId, entryId, entryIds }) => {
+    c.register('play', ({ groupId, entryId, entryIds, playlistId }) => {
       const ids = [...(entryId !== undefined ? [entryId] : []), ...(entryIds ?? [])];
+      if (playlistId !== undefined) {
+        const listed = this.playlists?.entriesOf(playlistId);
+        if (!listed) throw new CommandError('not-found', `no playlist ${playlistId}`);
+        if (listed.length === 0) throw new CommandError('invalid', `playlist ${playlistId} is empty`);
+        ids.push(...listed.slice(0, 1000));
+      }
       guard(() => group(groupId).play(ids.length > 0 ? ids : undefined));
       return result(groupId);
     });

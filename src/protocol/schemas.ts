@@ -271,6 +271,23 @@ export type GroupState = z.infer<typeof groupStateSchema>;
 export const groupListSchema = z.object({ groups: z.array(groupStateSchema), at: timestamp });
 export type GroupList = z.infer<typeof groupListSchema>;
 
+// ---------------------------------------------------------------------------------------
+// Playlists
+
+/** A saved playlist: a name and library entries in order (an entry may appear twice). */
+export const playlistSchema = z.object({
+  playlistId: id,
+  name,
+  entryIds: z.array(id).max(10_000),
+  /** Total playing time of the entries whose duration is known (ms). */
+  durationMs: z.number().nonnegative(),
+});
+export type Playlist = z.infer<typeof playlistSchema>;
+
+/** Retained on `<prefix>/hub/playlists`. */
+export const playlistListSchema = z.object({ playlists: z.array(playlistSchema), at: timestamp });
+export type PlaylistList = z.infer<typeof playlistListSchema>;
+
 export const welcomeSchema = z.object({
   nodeId: id,
   uuid,
@@ -299,7 +316,9 @@ export const commandSchemas = {
   'group/volume': z.strictObject({ ...commandBase, groupId: id, volume }),
   'node/volume': z.strictObject({ ...commandBase, nodeId: id, volume }),
   /** Without entries: play the queue (resume if paused). With entries: replace the queue with them and play the first. */
-  play: z.strictObject({ ...commandBase, groupId: id, entryId: id.optional(), entryIds: z.array(id).min(1).max(1000).optional() }),
+  play: z
+    .strictObject({ ...commandBase, groupId: id, entryId: id.optional(), entryIds: z.array(id).min(1).max(1000).optional(), playlistId: id.optional() })
+    .refine((c) => c.playlistId === undefined || (c.entryId === undefined && c.entryIds === undefined), 'give a playlistId or entries, not both'),
   pause: z.strictObject({ ...commandBase, groupId: id }),
   resume: z.strictObject({ ...commandBase, groupId: id }),
   stop: z.strictObject({ ...commandBase, groupId: id }),
@@ -320,6 +339,13 @@ export const commandSchemas = {
     .refine((c) => (c.groupId === undefined) !== (c.nodeId === undefined), 'give exactly one of groupId and nodeId'),
   /** A node's latency offset: how much later than the software thinks its speaker sounds (ms). */
   'node/latency': z.strictObject({ ...commandBase, nodeId: id, latencyMs }),
+  'playlist/create': z.strictObject({ ...commandBase, name, entryIds: z.array(id).max(10_000).optional() }),
+  'playlist/rename': z.strictObject({ ...commandBase, playlistId: id, name }),
+  'playlist/delete': z.strictObject({ ...commandBase, playlistId: id }),
+  /** Appends the entries (or inserts them before index `at`). */
+  'playlist/add': z.strictObject({ ...commandBase, playlistId: id, entryIds: z.array(id).min(1).max(1000), at: z.int().min(0).optional() }),
+  /** Removes the entry at index `index`. */
+  'playlist/remove': z.strictObject({ ...commandBase, playlistId: id, index: z.int().min(0) }),
 } as const satisfies Record<CommandName, z.ZodType>;
 
 export type CommandPayload<N extends CommandName> = z.infer<(typeof commandSchemas)[N]>;

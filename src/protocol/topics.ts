@@ -32,6 +32,12 @@ export const COMMAND_NAMES = [
   'repeat',
   'mute',
   'node/latency',
+  // Saved playlists (hub/playlists/): named lists of library entries.
+  'playlist/create',
+  'playlist/rename',
+  'playlist/delete',
+  'playlist/add',
+  'playlist/remove',
 ] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
@@ -61,6 +67,10 @@ export class Topics {
   /** Retained: every group with its state. */
   get groups(): string {
     return `${this.prefix}/hub/groups`;
+  }
+  /** Retained: every saved playlist (id, name, entries). */
+  get playlists(): string {
+    return `${this.prefix}/hub/playlists`;
   }
   /** Retained: the hub's current library version; nodes sync when it moves. */
   get library(): string {
