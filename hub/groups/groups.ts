@@ -36,6 +36,8 @@ interface GroupRow {
 export class Groups implements GroupDirectory {
   /** Set by the playback module: what each group plays, mute and latency of members. */
   playback?: PlaybackDirectory;
+  /** Set by hub/devices: what a member that is a Cast or Sonos speaker adds to the group state (kind, measured offset). */
+  devices?: { memberDetails(nodeId: number): Partial<GroupState['members'][number]> | undefined };
 
   constructor(
     private readonly db: Db,
@@ -193,7 +195,7 @@ export class Groups implements GroupDirectory {
     const members = this.memberIds(g.id).map((nodeId) => {
       const n = this.registry.info(nodeId);
       const output = this.playback?.memberOutput(nodeId) ?? { muted: false, latencyMs: 0 };
-      return { nodeId, name: n?.name ?? `node ${nodeId}`, volume: n?.volume ?? 100, online: n?.online ?? false, ...output };
+      return { nodeId, name: n?.name ?? `node ${nodeId}`, volume: n?.volume ?? 100, online: n?.online ?? false, ...output, kind: n?.kind, ...this.devices?.memberDetails(nodeId) };
     });
     const playback = this.playback?.groupPlayback(g.id);
     return {

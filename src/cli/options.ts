@@ -23,6 +23,10 @@ export const HUB_ENV: EnvBinding[] = [
   { env: 'FIREFLY_MQTT_TOPIC_PREFIX', path: ['mqtt', 'topicPrefix'], kind: 'string' },
   { env: 'FIREFLY_HUB_NAME', path: ['name'], kind: 'string' },
   { env: 'FIREFLY_ADVERTISE', path: ['discovery', 'advertise'], kind: 'boolean' },
+  { env: 'FIREFLY_DEVICE_DISCOVERY', path: ['devices', 'discovery'], kind: 'boolean' },
+  { env: 'FIREFLY_CAST', path: ['devices', 'cast'], kind: 'string' },
+  { env: 'FIREFLY_SONOS', path: ['devices', 'sonos'], kind: 'string' },
+  { env: 'FIREFLY_DEVICE_ADVERTISE_HOST', path: ['devices', 'advertiseHost'], kind: 'string' },
   { env: 'FIREFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
 ];
 
@@ -46,6 +50,11 @@ export const HUB_FLAGS: FlagBinding[] = [
   { flag: '--heartbeat-timeout <seconds>', path: ['nodes', 'heartbeatTimeoutSeconds'], kind: 'number', help: 'mark a silent node offline after this long (default 3)' },
   { flag: '--workers <n>', path: ['index', 'workers'], kind: 'number', help: 'indexing threads, 0 = one per core' },
   { flag: '--settle-ms <ms>', path: ['index', 'settleMs'], kind: 'number', help: 'how long a file must stand still before it is indexed' },
+  { flag: '--no-device-discovery', path: ['devices', 'discovery'], kind: 'boolean', help: 'do not look for Chromecast and Sonos speakers on the LAN (use --cast / --sonos addresses)' },
+  { flag: '--cast <addresses>', path: ['devices', 'cast'], kind: 'string', help: 'Chromecast addresses, HOST[:PORT], comma-separated' },
+  { flag: '--sonos <addresses>', path: ['devices', 'sonos'], kind: 'string', help: 'Sonos addresses, HOST[:PORT], comma-separated' },
+  { flag: '--device-advertise-host <host>', path: ['devices', 'advertiseHost'], kind: 'string', help: 'host put in stream URLs for speakers (default: first non-loopback IPv4)' },
+  { flag: '--device-seek-threshold <ms>', path: ['devices', 'seekThresholdMs'], kind: 'number', help: 'correct a speaker by seeking when it is off by more than this (default 60)' },
   { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
 ];
 

@@ -20,6 +20,12 @@ const topicPrefix = z
   .regex(/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/, 'letters, digits, _ and -, levels separated by /')
   .default('firefly');
 
+/** A speaker's address: HOST, HOST:PORT or [v6]:PORT; a string may list several, comma-separated (flags, environment). */
+const deviceAddress = z.string().regex(/^([^\s:/\[\],]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/, 'expected HOST or HOST:PORT');
+const deviceAddressList = z
+  .preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s.length > 0) : v), z.array(deviceAddress).max(64))
+  .default([]);
+
 export const hubConfigSchema = z
   .object({
     /** Folders the hub indexes and watches. */
@@ -90,6 +96,26 @@ export const hubConfigSchema = z
         /** How long a file's size must stay still before it is indexed (partial writes). */
         settleMs: z.number().int().min(0).max(60_000).default(750),
         followSymlinks: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    /** Chromecast and Sonos speakers (hub/devices): how they are found, reached and kept in sync. */
+    devices: z
+      .object({
+        /** Look for speakers on the LAN: mDNS (_googlecast._tcp) for Cast, SSDP for Sonos. */
+        discovery: z.boolean().default(true),
+        /** Chromecast addresses to use besides (or instead of) discovery: HOST or HOST:PORT (port 8009). */
+        cast: deviceAddressList,
+        /** Sonos addresses to use besides (or instead of) discovery: HOST or HOST:PORT (port 1400). */
+        sonos: deviceAddressList,
+        /** The host put in stream URLs handed to devices; default: the hub's first non-loopback IPv4 address. */
+        advertiseHost: z.string().min(1).optional(),
+        /** A device whose measured position is off the group's by more than this is corrected by a seek (ms). */
+        seekThresholdMs: z.number().min(5).max(5000).default(60),
+        /** Every request to a device gives up after this long (ms); the device is then retried or marked unavailable. */
+        requestTimeoutMs: z.int().min(100).max(60_000).default(5000),
+        /** How often a playing device's position is read (ms). */
+        pollMs: z.int().min(20).max(5000).default(200),
       })
       .strict()
       .prefault({}),

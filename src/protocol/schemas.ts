@@ -31,6 +31,9 @@ const positionMs = z.number().nonnegative();
 const entryId = id;
 const contentIdHex = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits');
 const latencyMs = z.number().min(-1000).max(5000);
+/** What plays for a node id: a native Firefly node, or a Chromecast or Sonos speaker driven by the hub (hub/devices). */
+export const PLAYER_KINDS = ['native', 'cast', 'sonos'] as const;
+export type PlayerKind = (typeof PLAYER_KINDS)[number];
 
 // ---------------------------------------------------------------------------------------
 // Hub and library
@@ -125,6 +128,8 @@ export const nodeInfoSchema = z.object({
   store: storeUsageSchema.nullable(),
   playback: nodePlaybackSchema.nullable(),
   clock: clockQualitySchema.nullable(),
+  /** Native node, or a Chromecast or Sonos speaker the hub plays through (absent: native). */
+  kind: z.enum(PLAYER_KINDS).optional(),
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
 
@@ -215,7 +220,20 @@ export type PlayerEvent = z.infer<typeof playerEventSchema>;
 // ---------------------------------------------------------------------------------------
 // Groups
 
-export const groupMemberSchema = z.object({ nodeId: id, name, volume, online: z.boolean(), muted: z.boolean(), latencyMs });
+export const groupMemberSchema = z.object({
+  nodeId: id,
+  name,
+  volume,
+  online: z.boolean(),
+  muted: z.boolean(),
+  latencyMs,
+  /** Absent for native nodes of hubs before devices existed; 'native' otherwise for nodes. */
+  kind: z.enum(PLAYER_KINDS).optional(),
+  /** Cast and Sonos: how late (+) the device sounds against the group's timeline, as last measured (ms); null until measured. */
+  measuredOffsetMs: z.number().nullable().optional(),
+  /** Cast and Sonos: the start delay the hub compensates for (ms), learnt from measurements. */
+  startDelayMs: z.number().nullable().optional(),
+});
 
 export const REPEAT_MODES = ['off', 'one', 'all'] as const;
 
