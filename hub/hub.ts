@@ -19,6 +19,7 @@ import { HoldingsMap } from './swarm/holdings.js';
 import { TransitLog } from './swarm/transit.js';
 import type { Db } from '../src/storage/sqlite.js';
 import { HttpServer } from './http/server.js';
+import { Devices } from './devices/devices.js';
 import { SOFTWARE_VERSION } from '../src/version.js';
 import { PROTOCOL_VERSION } from '../src/protocol/schemas.js';
 
@@ -51,6 +52,8 @@ export class Hub {
   readonly advertiser?: Advertiser;
   /** Web page, REST API, live updates, cover art and device streams (port 8081). */
   readonly http: HttpServer;
+  /** Chromecast and Sonos speakers as group members, and the audio streams they fetch. */
+  readonly devices: Devices;
   private started: { stop(): Promise<void> }[] = [];
 
   constructor(
@@ -101,6 +104,7 @@ export class Hub {
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
     this.http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ module: 'http' }));
+    this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }));
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(
         {
@@ -125,7 +129,7 @@ export class Hub {
   async start(): Promise<void> {
     const control = [...(this.broker ? [this.broker] : []), this.channel, this.commands, this.registry, this.groups, this.playback, this.holdings, this.announcer];
     // Advertise once the data plane listens, before the (possibly long) first index.
-    for (const module of [...control, this.clockServer, this.dataPlane, ...(this.advertiser ? [this.advertiser] : []), this.http, this.library]) {
+    for (const module of [...control, this.clockServer, this.dataPlane, ...(this.advertiser ? [this.advertiser] : []), this.http, this.devices, this.library]) {
       await module.start();
       this.started.push(module);
     }
