@@ -45,6 +45,7 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
   const entries = new Map<string, number>();
   const nodes: { name: string; proc?: FireflyProcess; measure: string }[] = [];
   const ids = { cast: 0, sonos: 0 };
+  let httpPort = 0;
 
   async function command(name: CommandName, body: Record<string, unknown>): Promise<unknown> {
     const id = randomBytes(4).toString('hex');
@@ -119,6 +120,7 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
       extraArgs: ['--no-device-discovery', '--cast', `127.0.0.1:${cast.port}`, '--sonos', `127.0.0.1:${sonos.port}`, '--device-advertise-host', '127.0.0.1', '--log-level', process.env.FIREFLY_TEST_LOG_LEVEL ?? 'info'],
     });
     await hub.proc.waitForLog('library indexed', 60_000);
+    httpPort = Number((await hub.proc.waitForLog('HTTP listening', 20_000)).port);
     for (const e of await ctlLibrary(hub.grpc)) entries.set(e.path, e.id);
     assert.equal(entries.size, 3);
 
@@ -149,6 +151,32 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
     await cast.stop();
     await sonos.stop();
     await cleanup();
+  });
+
+  it('streams refuse bad requests clearly: a bad name, an unknown entry, the wrong extension, a range past the end', async () => {
+    const base = `http://127.0.0.1:${httpPort}/stream`;
+    const a = entries.get('a.flac')!;
+    const size = (await readFile(join(library, 'a.flac'))).length;
+    let r = await fetch(`${base}/a.flac`);
+    assert.equal(r.status, 400);
+    assert.match(((await r.json()) as { error: string }).error, /expected \/stream\/<entryId>\.<ext>/);
+    r = await fetch(`${base}/99999.flac`);
+    assert.equal(r.status, 404);
+    r = await fetch(`${base}/${a}.mp3`);
+    assert.equal(r.status, 404);
+    assert.match(((await r.json()) as { error: string }).error, new RegExp(`entry ${a} is flac.*/stream/${a}\\.flac`));
+    r = await fetch(`${base}/${a}.flac`, { headers: { range: `bytes=${size}-` } });
+    assert.equal(r.status, 416);
+    assert.equal(r.headers.get('content-range'), `bytes */${size}`);
+    r = await fetch(`${base}/${a}.flac`, { headers: { range: 'bytes=-10' } });
+    assert.equal(r.status, 206);
+    assert.equal((await r.arrayBuffer()).byteLength, 10);
+    r = await fetch(`${base}/${a}.mp3?transcode&start=-1`);
+    assert.equal(r.status, 400);
+    const b = entries.get('b.mp3')!;
+    r = await fetch(`${base}/${b}.mp3`, { method: 'HEAD' });
+    assert.equal(r.headers.get('content-type'), 'audio/mpeg');
+    assert.equal(Number(r.headers.get('content-length')), (await readFile(join(library, 'b.mp3'))).length);
   });
 
   it('lists the speakers as members of their kind, beside the native nodes', () => {
@@ -295,5 +323,17 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
     const back = await stateAfter(mark(), 'Cast online again', (st) => st.members.some((m) => m.kind === 'cast' && m.online), 30_000);
     const c = await compensated('Cast after reconnecting', cast.playhead.starts, castBefore, back, 30_000);
     process.stderr.write(`Cast rejoined mid-track, off by ${c.offsetMs.toFixed(1)} ms after ${c.startsNeeded} start(s)\n`);
+  });
+
+  it('remembers the speakers across a hub restart: the Cast comes back with its node id, its group and its learnt delay', async () => {
+    await hub.proc.stop();
+    const restartedAt = Date.now();
+    hub = await startControlHub(broker, { dataDir: hub.dataDir, library, extraArgs: ['--device-advertise-host', '127.0.0.1'] });
+    const list = await observer.waitFor<NodeList>('the Cast online again after the restart', observer.topics.nodes, (l) => l.at >= restartedAt && l.nodes.some((n) => n.kind === 'cast' && n.online), 30_000);
+    assert.equal(list.nodes.find((n) => n.kind === 'cast')!.nodeId, ids.cast);
+    assert.ok(list.nodes.some((n) => n.kind === 'sonos' && n.nodeId === ids.sonos && !n.online), 'the vanished Sonos is remembered, offline');
+    const g = await observer.waitFor<GroupState>('group state after the restart', observer.topics.groupState(groupId), (st) => st.at >= restartedAt && st.members.some((m) => m.kind === 'cast'), 20_000);
+    const castMember = g.members.find((m) => m.kind === 'cast')!;
+    assert.ok(Math.abs(castMember.startDelayMs! - CAST_DELAY_MS) <= BOUND_MS, `remembered Cast delay ${castMember.startDelayMs}`);
   });
 });

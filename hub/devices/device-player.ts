@@ -249,7 +249,8 @@ export class DevicePlayer {
     if (previous === null || Math.abs(previous - this.measuredOffsetMs) >= 5) this.host.measured();
     if (lag.readings < 3) return;
     const learnt = s.assumedDelayMs - this.output.latencyMs;
-    if (Math.abs(estimate) > this.options.seekThresholdMs) {
+    // Correct only when the whole interval lies beyond the threshold: a coarse (Sonos) estimate must not cause needless seeks.
+    if (Math.abs(estimate) - lag.widthMs / 2 > this.options.seekThresholdMs) {
       this.delay.observe(learnt, estimate);
       this.host.learnt(this.delay.valueMs);
       this.log.info({ lagMs: Math.round(estimate), widthMs: Math.round(lag.widthMs), startDelayMs: Math.round(this.delay.valueMs) }, 'device off the group timeline; correcting by a seek');

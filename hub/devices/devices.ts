@@ -94,7 +94,6 @@ export class Devices {
     this.host = advertiseHost(this.config.advertiseHost);
     if (!this.host) this.log.warn('no LAN address found for stream URLs: speakers cannot fetch audio (set devices.advertiseHost)');
     else if (/^(127\.|::1$|localhost$)/.test(this.host)) this.log.warn({ host: this.host }, 'stream URLs use a loopback address: only speakers on this machine can fetch them');
-    await this.channel.handle(this.channel.topics.nodeCommand('+'), (m) => this.onCommand(m));
     for (const r of this.store.list()) this.manage(r);
     for (const [kind, list] of [['cast', this.config.cast], ['sonos', this.config.sonos]] as const) {
       for (const text of list) {
@@ -159,6 +158,8 @@ export class Devices {
       log,
     );
     this.managed.set(record.uuid, m);
+    // Only this device's commands: a wildcard would echo every native node's commands back to the hub.
+    void this.channel.handle(this.channel.topics.nodeCommand(record.uuid), (msg) => this.onCommand(msg)).catch((err: Error) => log.warn({ err: err.message }, 'cannot subscribe to the device command topic'));
     m.player.start();
   }
 

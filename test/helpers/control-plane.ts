@@ -192,7 +192,7 @@ export async function startControlHub(broker: BrokerAccess, options: { dataDir?:
   const grpcPort = options.grpcPort ?? (await freePort());
   const clockPort = options.clockPort ?? (await freeUdpPort());
   const proc = firefly(
-    ['hub', '--library', library, '--data-dir', dataDir, '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--clock-port', String(clockPort), '--settle-ms', '200', '--http-host', '127.0.0.1', '--http-port', String(options.httpPort ?? 0), ...brokerArgs(broker, 'hub'), ...(options.extraArgs ?? [])],
+    ['hub', '--library', library, '--data-dir', dataDir, '--grpc-host', '127.0.0.1', '--grpc-port', String(grpcPort), '--clock-port', String(clockPort), '--settle-ms', '200', '--http-host', '127.0.0.1', '--http-port', String(options.httpPort ?? 0), '--no-device-discovery', ...brokerArgs(broker, 'hub'), ...(options.extraArgs ?? [])],
     brokerEnv(broker),
   );
   await proc.waitForLog('connected to the MQTT broker', 20_000);

@@ -240,6 +240,7 @@ function stripFireflyEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 }
 
 let mqttFlags: boolean | undefined;
+let deviceFlags: boolean | undefined;
 
 /**
  * Flags that keep a test hub's other listeners on free loopback ports too. A hub with an
@@ -250,7 +251,9 @@ export async function isolationArgs(): Promise<string[]> {
   const mqtt = mqttFlags ? ['--mqtt-host', '127.0.0.1', '--mqtt-port', '0'] : [];
   // The clock exchange's UDP port (default 7421) would collide the same way.
   // And the web page's port (default 8081).
-  return [...mqtt, '--clock-port', '0', '--http-host', '127.0.0.1', '--http-port', '0'];
+  // And no look-out for Cast and Sonos speakers (mDNS, SSDP) beyond loopback.
+  deviceFlags ??= spawnSync(process.execPath, [CLI, 'hub', '--help'], { encoding: 'utf8' }).stdout.includes('--no-device-discovery');
+  return [...mqtt, '--clock-port', '0', '--http-host', '127.0.0.1', '--http-port', '0', ...(deviceFlags ? ['--no-device-discovery'] : [])];
 }
 
 export interface HubHandle {
