@@ -25,8 +25,8 @@ import type { DoubleStart } from './doubles/playhead.js';
 
 const RATE = 48000;
 /** Simulated start delays: what the hub must learn and compensate. */
-const CAST_DELAY_MS = 450;
-const SONOS_DELAY_MS = 700;
+const CAST_DELAY_MS = 650;
+const SONOS_DELAY_MS = 900;
 /**
  * How close a compensated device must start to the group's timeline. Generous on purpose: a
  * loaded 2-core machine, position polls over MQTT-free but real TLS and HTTP, and Sonos'
@@ -62,6 +62,10 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
 
   function stateAfter(since: number, what: string, match: (g: GroupState) => boolean, timeoutMs = 20_000): Promise<GroupState> {
     const topic = observer.topics.groupState(groupId);
+    const last = () => {
+      const g = observer.last<GroupState>(topic);
+      return g ? JSON.stringify({ playback: g.playback.state, anchor: g.playback.anchor, errors: g.errors.slice(-3), members: g.members.map((m) => [m.name, m.online]) }) : 'none';
+    };
     return waitFor(
       what,
       () => {
@@ -74,7 +78,9 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
       },
       timeoutMs,
       20,
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; the group's last state: ${last()}`);
+    });
   }
 
   const started = (since: number) => stateAfter(since, 'a started session', (g) => g.playback.anchor !== null && g.playback.state === 'playing');
@@ -104,6 +110,8 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
       timeoutMs,
       50,
     );
+    const first = starts[sinceCount];
+    process.stderr.write(`  ${label}: first sound ${(first.atMs - g.playback.anchor!.hubMs).toFixed(0)} ms after the group's start instant, in step from ${(s.atMs - g.playback.anchor!.hubMs).toFixed(0)} ms\n`);
     return { start: s, offsetMs: s.originMs - origin, startsNeeded: starts.length - sinceCount };
   }
 
@@ -146,7 +154,7 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
   });
 
   after(async () => {
-    if (process.env.FIREFLY_TEST_KEEP) await writeFile(join(hub.dataDir, 'hub.log'), hub.proc.logs.map((l) => JSON.stringify(l)).join('\n'));
+    if (process.env.FIREFLY_TEST_KEEP) await writeFile(process.env.FIREFLY_TEST_KEEP === '1' ? join(hub.dataDir, 'hub.log') : process.env.FIREFLY_TEST_KEEP, hub.proc.logs.map((l) => JSON.stringify(l)).join('\n'));
     await observer?.close();
     await cast.stop();
     await sonos.stop();
@@ -181,6 +189,7 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
 
   it('lists the speakers as members of their kind, beside the native nodes', () => {
     const g = state();
+    assert.ok(g.members.some((m) => m.kind === 'sonos' && m.name === 'Study'), `the Sonos is called by its room: ${g.members.map((m) => m.name).join(', ')}`);
     const kinds = g.members.map((m) => m.kind).sort();
     assert.deepEqual(kinds, ['cast', 'native', 'native', 'sonos']);
     assert.ok(g.members.every((m) => m.online), JSON.stringify(g.members));
@@ -239,8 +248,10 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
     const c = await compensated('Cast', cast.playhead.starts, castBefore, g);
     const s = await compensated('Sonos', sonos.playhead.starts, sonosBefore, g, 30_000);
     process.stderr.write(`resume: Cast off by ${c.offsetMs.toFixed(1)} ms after ${c.startsNeeded} start(s); Sonos off by ${s.offsetMs.toFixed(1)} ms after ${s.startsNeeded}\n`);
-    // Learnt: the Cast's very first start after the resume is in step already.
-    assert.ok(Math.abs(cast.playhead.starts[castBefore].originMs - originOf(g)) <= BOUND_MS, `Cast's first start after resume off by ${(cast.playhead.starts[castBefore].originMs - originOf(g)).toFixed(1)} ms`);
+    // Learnt: the first start after the resume is planned with the measured delay, not the 300 ms a new device is assumed to
+    // have (that would start it 350 ms late). Looser than BOUND_MS: one start, no correction, on a busy machine.
+    const firstOff = cast.playhead.starts[castBefore].originMs - originOf(g);
+    assert.ok(Math.abs(firstOff) <= 150, `Cast's first start after resume off by ${firstOff.toFixed(1)} ms`);
   });
 
   it('seeks every member to the new position, together', async () => {

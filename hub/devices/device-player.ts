@@ -62,7 +62,8 @@ interface Session {
 export class DevicePlayer {
   private session?: Session;
   private readonly delay: StartDelayEstimate;
-  private volume = { volume: 100, groupVolume: 100 };
+  /** The member's own volume and its group's, as the registry last sent them. */
+  volume = { volume: 100, groupVolume: 100 };
   private output = { muted: false, latencyMs: 0 };
   private online = false;
   private closed = false;
@@ -177,7 +178,14 @@ export class DevicePlayer {
   private schedule(s: Session, how: 'play' | 'seek'): void {
     const t = s.timeline!;
     const assumed = this.effectiveDelay();
-    const plan = planStart(t, monotonicMs(), assumed, { leadMs: this.options.leadMs, granularityMs: this.transport.seekGranularityMs });
+    // A transcoded stream cannot seek: a correction loads it again from the new position (which takes a while) and plays.
+    const seekable = s.media?.seekable ?? true;
+    if (how === 'seek' && !seekable) {
+      this.send('pause', () => this.transport.pause());
+      how = 'play';
+    }
+    const leadMs = seekable ? this.options.leadMs : Math.max(this.options.leadMs, 2000);
+    const plan = planStart(t, monotonicMs(), assumed, { leadMs, granularityMs: seekable ? this.transport.seekGranularityMs : 1000 });
     s.assumedDelayMs = assumed;
     s.lag = undefined;
     s.settledAt = undefined;
@@ -188,7 +196,7 @@ export class DevicePlayer {
       this.send('seek', async () => {
         if (this.session !== s) return;
         if (media.seekable) await this.transport.seek(devicePos);
-        else await this.reload(s, plan.positionMs);
+        else if (plan.positionMs !== media.offsetMs) await this.reload(s, plan.positionMs);
       });
     }
     const fire = () => {

@@ -74,6 +74,12 @@ export class DeviceStore {
     return this.get(d.uuid)!;
   }
 
+  /** The device's own name for itself (a Sonos room), once it said it; the node row follows on its next join. */
+  rename(uuid: string, name: string): DeviceRecord {
+    cached(this.db, 'UPDATE devices SET name = ? WHERE uuid = ?').run(name, uuid);
+    return this.get(uuid)!;
+  }
+
   saveStartDelay(uuid: string, ms: number): void {
     cached(this.db, 'UPDATE devices SET start_delay_ms = ? WHERE uuid = ?').run(ms, uuid);
   }

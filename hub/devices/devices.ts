@@ -191,6 +191,9 @@ export class Devices {
     const uuid = m.record.uuid;
     clearInterval(m.heartbeat);
     if (online) {
+      // A Sonos speaker found or named by address is called by its room once it has said it.
+      const room = m.transport instanceof SonosAdapter ? m.transport.roomName?.trim().slice(0, 64) : undefined;
+      if (room && m.record.name !== room && /^Sonos /.test(m.record.name)) m.record = this.store.rename(uuid, room);
       this.channel.publish(t.nodeJoin(uuid), { uuid, name: m.record.name, software: SOFTWARE_VERSION, protocol: PROTOCOL_VERSION });
       this.channel.publish(t.nodeAvailability(uuid), { state: 'online', uuid, name: m.record.name, at: Date.now() }, { retain: true });
       m.heartbeat = setInterval(() => this.publishHeartbeat(m), 1000);
@@ -212,7 +215,7 @@ export class Devices {
       playback: p.heartbeatPlayback(),
       // A device has no clock of its own to sync: what it reports is its measured offset to the group's timeline.
       clock: { synced: p.measuredOffsetMs !== null, offsetMs: p.measuredOffsetMs, errorMs: null, rttMs: null },
-      volume: 100,
+      volume: p.volume.volume,
     };
     this.channel.publish(this.channel.topics.nodeHeartbeat(m.record.uuid), hb, { qos: 0 });
   }
