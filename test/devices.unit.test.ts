@@ -83,6 +83,12 @@ describe('compensation math', () => {
     d.observe(400, 10);
     d.observe(400, 2000);
     assert.equal(d.valueMs, 410);
+    // One fine measurement outvotes the coarse ones.
+    const c = new StartDelayEstimate(300);
+    c.observe(300, 700, false);
+    c.observe(300, 650, false);
+    c.observe(900, 5, true);
+    assert.equal(c.valueMs, 905);
   });
 });
 

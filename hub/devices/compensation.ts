@@ -102,10 +102,11 @@ export class LagBounds {
 
 /**
  * A device's start delay: the median of its recent measurements (robust to one odd start),
- * seeded by a remembered value or a default until it has measured any.
+ * seeded by a remembered value or a default until it has measured any. Fine measurements
+ * (a narrow lag interval) outvote coarse ones: once there is one, coarse ones are ignored.
  */
 export class StartDelayEstimate {
-  private readonly samples: number[] = [];
+  private readonly samples: { ms: number; fine: boolean }[] = [];
 
   constructor(
     private readonly initialMs: number,
@@ -113,10 +114,11 @@ export class StartDelayEstimate {
   ) {}
 
   get valueMs(): number {
-    if (this.samples.length === 0) return this.initialMs;
-    const sorted = [...this.samples].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    const fine = this.samples.filter((s) => s.fine);
+    const use = (fine.length > 0 ? fine : this.samples).map((s) => s.ms).sort((a, b) => a - b);
+    if (use.length === 0) return this.initialMs;
+    const mid = use.length >> 1;
+    return use.length % 2 ? use[mid] : (use[mid - 1] + use[mid]) / 2;
   }
 
   get measured(): boolean {
@@ -124,9 +126,8 @@ export class StartDelayEstimate {
   }
 
   /** The device was told `assumedMs` early and measured `lagMs` behind: its delay is their sum. */
-  observe(assumedMs: number, lagMs: number): void {
-    const sample = Math.min(20_000, Math.max(0, assumedMs + lagMs));
-    this.samples.push(sample);
+  observe(assumedMs: number, lagMs: number, fine = true): void {
+    this.samples.push({ ms: Math.min(20_000, Math.max(0, assumedMs + lagMs)), fine });
     if (this.samples.length > this.keep) this.samples.shift();
   }
 }

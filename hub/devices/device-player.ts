@@ -1,8 +1,11 @@
 import type { Logger } from '../../src/log.js';
 import { monotonicMs } from '../../src/clock/local-clock.js';
 import type { Heartbeat, NodeCommand, PlayerEvent, TrackRef } from '../../src/protocol/schemas.js';
-import { LagBounds, planStart, positionAt, StartDelayEstimate, type Timeline } from './compensation.js';
+import { hubTimeOf, LagBounds, planStart, positionAt, StartDelayEstimate, type Timeline } from './compensation.js';
 import { DeviceGoneError, DeviceRefusedError, type DeviceTransport } from './transport.js';
+
+/** A lag interval at most this wide (ms) is a fine measurement: good enough to learn a start delay from. */
+const FINE_MS = 40;
 
 /** Where a device fetches a track, and which track position its position 0 is. */
 export interface MediaSource {
@@ -48,6 +51,8 @@ interface Session {
   settledAt?: number;
   /** The start delay the current play or seek was planned with. */
   assumedDelayMs: number;
+  /** A fine measurement of this play or seek was learnt from already. */
+  learnt?: boolean;
   timers: NodeJS.Timeout[];
 }
 
@@ -189,6 +194,7 @@ export class DevicePlayer {
     s.assumedDelayMs = assumed;
     s.lag = undefined;
     s.settledAt = undefined;
+    s.learnt = false;
     const media = s.media!;
     const devicePos = plan.positionMs - media.offsetMs;
     // Paused: move to the planned position now, and play on time.
@@ -235,13 +241,31 @@ export class DevicePlayer {
           s.lag.add({ sentMs, receivedMs, loMs: st.loMs + offset, hiMs: st.hiMs + offset });
           this.judge(s);
         }
+        this.pollTimer = setTimeout(() => void tick(), this.nextPollMs(s, monotonicMs() - sentMs));
       } catch {
         return; // lost() handles a device that went away
       }
-      // Jittered, so whole-second readings (Sonos) fall at many phases of the second.
-      this.pollTimer = setTimeout(() => void tick(), this.options.pollMs * (0.7 + 0.6 * Math.random()));
     };
     this.pollTimer = setTimeout(() => void tick(), this.options.pollMs);
+  }
+
+  /**
+   * When to read next. Point readings (Cast): every pollMs, jittered. Whole-second readings
+   * (Sonos): timed so that the device is read just when it would cross a whole second if its
+   * lag were the middle of the current interval — each such reading halves the interval
+   * (bisection), where readings at random phases narrow it only slowly.
+   */
+  private nextPollMs(s: Session, requestMs: number): number {
+    const jittered = this.options.pollMs * (0.7 + 0.6 * Math.random());
+    const lag = s.lag;
+    const mid = lag?.estimateMs ?? null;
+    if (this.transport.seekGranularityMs < 1000 || !lag || !s.timeline || mid === null || lag.widthMs <= FINE_MS / 2) return jittered;
+    const now = monotonicMs();
+    // The position is read about three quarters into the status exchange (the second of its two requests).
+    const readDelay = 0.75 * requestMs;
+    const k = Math.ceil((positionAt(s.timeline, now + readDelay + 30) - mid) / 1000);
+    const sendAt = hubTimeOf(s.timeline, k * 1000) + mid - readDelay;
+    return Math.min(1500, Math.max(0, sendAt - now));
   }
 
   /** Enough readings to know where the device is: learn its delay, publish the offset, correct if off. */
@@ -257,14 +281,17 @@ export class DevicePlayer {
     if (previous === null || Math.abs(previous - this.measuredOffsetMs) >= 5) this.host.measured();
     if (lag.readings < 3) return;
     const learnt = s.assumedDelayMs - this.output.latencyMs;
+    const fine = lag.widthMs <= FINE_MS;
     // Correct only when the whole interval lies beyond the threshold: a coarse (Sonos) estimate must not cause needless seeks.
     if (Math.abs(estimate) - lag.widthMs / 2 > this.options.seekThresholdMs) {
-      this.delay.observe(learnt, estimate);
+      this.delay.observe(learnt, estimate, fine);
       this.host.learnt(this.delay.valueMs);
       this.log.info({ lagMs: Math.round(estimate), widthMs: Math.round(lag.widthMs), startDelayMs: Math.round(this.delay.valueMs) }, 'device off the group timeline; correcting by a seek');
       this.schedule(s, 'seek');
-    } else if (lag.readings === 3 || (lag.readings % 25 === 0 && precise)) {
-      this.delay.observe(learnt, estimate);
+    } else if (fine && !s.learnt) {
+      // Within the threshold, but now known finely: the next start uses it.
+      s.learnt = true;
+      this.delay.observe(learnt, estimate, true);
       this.host.learnt(this.delay.valueMs);
     }
   }
