@@ -336,6 +336,18 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
     process.stderr.write(`Cast rejoined mid-track, off by ${c.offsetMs.toFixed(1)} ms after ${c.startsNeeded} start(s)\n`);
   });
 
+  it('a Cast whose stream breaks mid-track (IDLE, reason ERROR) loads it again and rejoins in step', async () => {
+    const g = state();
+    assert.equal(g.playback.state, 'playing');
+    const castBefore = cast.playhead.starts.length;
+    const loads = cast.count('LOAD');
+    cast.failPlayback();
+    const c = await compensated('Cast after its stream broke', cast.playhead.starts, castBefore, g, 30_000);
+    assert.ok(cast.count('LOAD') > loads, 'loaded again');
+    assert.equal(state().playback.session, g.playback.session, 'the group session went on');
+    process.stderr.write(`Cast recovered from a broken stream, off by ${c.offsetMs.toFixed(1)} ms\n`);
+  });
+
   it('remembers the speakers across a hub restart: the Cast comes back with its node id, its group and its learnt delay', async () => {
     await hub.proc.stop();
     const restartedAt = Date.now();

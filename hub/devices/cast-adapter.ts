@@ -16,6 +16,7 @@ export class CastAdapter implements DeviceTransport {
   readonly kind = 'cast' as const;
   readonly seekGranularityMs = 1;
   onLost?: (reason: string) => void;
+  onFailed?: (reason: string) => void;
   private client?: CastClient;
   private app?: Receiver;
 
@@ -56,6 +57,10 @@ export class CastAdapter implements DeviceTransport {
     this.app = app;
     app.once('close', () => {
       if (this.app === app) this.onLost?.(`${where}: the receiver closed the media session`);
+    });
+    // Status updates the receiver broadcasts: a stream that broke mid-play ends in IDLE with reason ERROR.
+    app.on('status', (st: CastMediaStatus) => {
+      if (this.app === app && st.playerState === 'IDLE' && st.idleReason === 'ERROR') this.onFailed?.(`${where}: playback stopped with an error`);
     });
   }
 

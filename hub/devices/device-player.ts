@@ -47,6 +47,8 @@ interface Session {
   prepared?: Promise<boolean>;
   timeline?: Timeline;
   lag?: LagBounds;
+  /** Times the device stopped by itself with an error in this session (it is reloaded; the third time is a player error). */
+  failures?: number;
   /** Hub time after which readings describe the corrected playback (a play or seek was issued and settled). */
   settledAt?: number;
   /** The start delay the current play or seek was planned with. */
@@ -88,6 +90,7 @@ export class DevicePlayer {
   ) {
     this.delay = new StartDelayEstimate(options.initialStartDelayMs);
     transport.onLost = (reason) => this.lost(reason);
+    transport.onFailed = (reason) => this.failed(reason);
   }
 
   get startDelayMs(): number {
@@ -338,6 +341,33 @@ export class DevicePlayer {
 
   private effectiveDelay(): number {
     return this.delay.valueMs + this.output.latencyMs;
+  }
+
+  /** The device stopped playing by itself (its stream broke): load the track again and rejoin the timeline. */
+  private failed(reason: string): void {
+    const s = this.session;
+    if (!s?.timeline || !this.online) return;
+    s.failures = (s.failures ?? 0) + 1;
+    if (s.failures > 2) {
+      this.log.warn({ reason }, 'device keeps failing to play the track');
+      this.host.playerEvent({ event: 'error', session: s.id, entryId: s.track.entryId, message: `${this.transport.kind} device: ${reason}` });
+      return;
+    }
+    this.log.warn({ reason }, 'device stopped playing; loading the track again at the group position');
+    clearTimeout(this.pollTimer);
+    s.lag = undefined;
+    s.settledAt = undefined;
+    s.prepared = this.enqueue('reload', async () => {
+      if (this.session !== s) return false;
+      await this.reload(s, Math.max(0, this.position() ?? 0));
+      return true;
+    }).then(
+      (ok) => ok,
+      () => false,
+    );
+    void s.prepared.then((ok) => {
+      if (ok && this.session === s) this.schedule(s, 'play');
+    });
   }
 
   // --- connection ----------------------------------------------------------------------

@@ -19,6 +19,8 @@ export interface DeviceTransport {
   readonly seekGranularityMs: number;
   /** Called when the device drops the connection (Cast) or stops answering. */
   onLost?: (reason: string) => void;
+  /** Called when the device reports that playback stopped by itself with an error (Cast: IDLE, reason ERROR). */
+  onFailed?: (reason: string) => void;
   connect(): Promise<void>;
   close(): Promise<void>;
   /** Loads the URL paused at the position (ms). */

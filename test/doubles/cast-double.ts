@@ -58,6 +58,7 @@ export class CastDouble {
   private app?: { sessionId: string; transportId: string };
   private mediaSessionId = 0;
   private contentType: string | null = null;
+  private lastMediaClient?: { clientId: string; transportId: string };
 
   constructor(startDelayMs: number) {
     this.playhead = new Playhead(startDelayMs);
@@ -95,6 +96,15 @@ export class CastDouble {
     this.vanish();
   }
 
+  /** The stream breaks mid-play: the receiver goes IDLE with reason ERROR and says so to its senders. */
+  failPlayback(): void {
+    this.playhead.stop();
+    const to = this.lastMediaClient;
+    if (!to || !this.mediaSessionId) return;
+    const status = { mediaSessionId: this.mediaSessionId, playbackRate: 1, playerState: 'IDLE', idleReason: 'ERROR', currentTime: 0, volume: this.volume };
+    this.send(to.clientId, to.transportId, '*', NS.media, { type: 'MEDIA_STATUS', status: [status], requestId: 0 });
+  }
+
   count(type: string): number {
     return this.requests.filter((r) => r.type === type).length;
   }
@@ -128,6 +138,7 @@ export class CastDouble {
         return reply({ type: 'RECEIVER_STATUS', status: this.receiverStatus() });
       case NS.media:
         if (!this.app || destinationId !== this.app.transportId) return;
+        this.lastMediaClient = { clientId, transportId: destinationId };
         return void this.onMedia(type, data, reply, (payload) => this.send(clientId, destinationId, '*', namespace, payload));
     }
   }
