@@ -210,6 +210,27 @@ describe('adapters against the doubles, through the real client libraries', () =
     }
   });
 
+  it('a Cast sending a message that is not JSON is dropped as lost, and nothing throws', async () => {
+    const cast = await new CastDouble(0).start();
+    const uncaught: Error[] = [];
+    const onUncaught = (err: Error) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const adapter = new CastAdapter('127.0.0.1', cast.port, 1000, silent);
+      let lost = '';
+      adapter.onLost = (r) => (lost = r);
+      await adapter.connect();
+      cast.garbled = true;
+      await assert.rejects(adapter.status());
+      assert.match(lost, /sent an unreadable message/);
+      assert.deepEqual(uncaught, []);
+      await adapter.close();
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await cast.stop();
+    }
+  });
+
   it('a Cast that is not there is refused quickly, naming the address', async () => {
     const port = await freePort();
     const adapter = new CastAdapter('127.0.0.1', port, 2000, silent);

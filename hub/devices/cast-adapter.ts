@@ -32,6 +32,11 @@ export class CastAdapter implements DeviceTransport {
     const client = new Client();
     this.client = client;
     const where = `Cast device ${this.host}:${this.port}`;
+    guardMessages(client.client, (err) => {
+      if (this.client !== client) return;
+      this.log.warn({ err: err.message }, 'Cast device sent a message that cannot be read; dropping the connection');
+      this.onLost?.(`${where} sent an unreadable message: ${err.message.slice(0, 200)}`);
+    });
     let connected = false;
     await withTimeout(
       `connecting to ${where}`,
@@ -130,6 +135,23 @@ export class CastAdapter implements DeviceTransport {
       }),
     );
   }
+}
+
+/**
+ * castv2 parses each message's JSON inside its event handlers, so one malformed message from
+ * a device would throw out of the socket's data handler and take the hub down. Exceptions
+ * thrown by the listeners of the connection's own events are caught here and reported.
+ */
+function guardMessages(bus: NodeJS.EventEmitter, onError: (err: Error) => void): void {
+  const emit = bus.emit.bind(bus);
+  bus.emit = ((event: string | symbol, ...args: unknown[]) => {
+    try {
+      return emit(event, ...args);
+    } catch (err) {
+      onError(err as Error);
+      return true;
+    }
+  }) as typeof bus.emit;
 }
 
 /** A node-style callback call as a promise; a synchronous throw (no media session yet) rejects it. */

@@ -54,6 +54,8 @@ export class CastDouble {
   port = 0;
   /** Answer nothing at all (a hung device): requests must time out on the hub's side. */
   silent = false;
+  /** Answer media status requests with bytes that are not JSON (a broken device). */
+  garbled = false;
   private server?: InstanceType<typeof Server>;
   private app?: { sessionId: string; transportId: string };
   private mediaSessionId = 0;
@@ -110,7 +112,8 @@ export class CastDouble {
   }
 
   private send(clientId: string, from: string, to: string, namespace: string, data: object): void {
-    this.server?.send(clientId, from, to, namespace, JSON.stringify(data));
+    const text = JSON.stringify(data);
+    this.server?.send(clientId, from, to, namespace, this.garbled && namespace === NS.media ? `${text.slice(0, 20)}\u0000{{` : text);
   }
 
   private onMessage(clientId: string, sourceId: string, destinationId: string, namespace: string, data: Record<string, unknown>): void {
