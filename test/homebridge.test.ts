@@ -1,0 +1,183 @@
+/**
+ * The Homebridge plugin in external mode, end to end: a real hub (embedded broker) with two
+ * real nodes on measurement outputs, real Homebridge loading the plugin from this
+ * repository, and HAP over HTTP (insecure mode) as the Home app would use it — plus one
+ * real HomeKit client (hap-controller) that pairs with the bridge's PIN and receives a
+ * pushed event. Characteristics are found by their HAP type, never by fixed iids.
+ */
+import { strict as assert } from 'node:assert';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
+import type { CommandName } from '../src/protocol/topics.js';
+import { makeTrack } from './helpers/audio.js';
+import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
+import { Bridge, findAccessory, findCharacteristic, hap, PIN, type HapAccessory } from './helpers/homebridge.js';
+import { readMeasure } from './helpers/measure.js';
+import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
+
+const { Service, Characteristic } = hap;
+
+describe('Homebridge plugin, external hub over MQTT', () => {
+  let broker: BrokerAccess;
+  let hub: HubProcess;
+  let observer: Observer;
+  let bridge: Bridge;
+  let groupId: number;
+  const nodes: { name: string; proc: FireflyProcess; measure: string; uuid?: string }[] = [];
+
+  async function command(name: CommandName, body: Record<string, unknown>): Promise<unknown> {
+    const id = randomBytes(4).toString('hex');
+    const replyTo = observer.topics.reply(`test-${id}`);
+    await observer.subscribe(replyTo);
+    await observer.publish(observer.topics.command(name), { ...body, id, replyTo });
+    const reply = await observer.waitFor<CommandReply>(`reply to ${name}`, replyTo);
+    assert.ok(reply.ok, `${name} refused: ${reply.error?.message}`);
+    return reply.result;
+  }
+
+  function groupState(id = groupId): GroupState | undefined {
+    return observer.last<GroupState>(observer.topics.groupState(id));
+  }
+
+  async function fanOf(name: string, timeoutMs = 30_000): Promise<HapAccessory> {
+    return waitFor(`a Fan named ${name} on the bridge`, async () => findAccessory(await bridge.accessories(), Service.Fan.UUID, name), timeoutMs, 250);
+  }
+
+  before(async () => {
+    broker = await embeddedBroker();
+    const library = await tempDir('firefly-music-');
+    await makeTrack(join(library, 'a.flac'), { format: 'flac', seconds: 60, seed: 1, title: 'A' });
+    await makeTrack(join(library, 'b.ogg'), { format: 'ogg', seconds: 10, seed: 2, title: 'B' });
+    hub = await startControlHub(broker, { library });
+    await hub.proc.waitForLog('library indexed', 60_000);
+    const entries = await ctlLibrary(hub.grpc);
+    assert.equal(entries.length, 2);
+
+    observer = await new Observer(broker).connect();
+    await observer.subscribe(`${broker.prefix}/group/+/state`, `${broker.prefix}/node/+/command`, `${broker.prefix}/hub/nodes`);
+    for (const name of ['kitchen', 'den']) {
+      const measure = join(await tempDir('firefly-measure-'), 'frames.jsonl');
+      const { proc } = await startControlNode(broker, hub, {
+        name,
+        extraArgs: ['--serve-host', '127.0.0.1', '--serve-port', '0', '--output', 'measure', '--measure-file', measure, '--output-buffer', '50'],
+      });
+      nodes.push({ name, proc, measure });
+    }
+    for (const n of nodes) await n.proc.waitForLog((l) => l.msg === 'sync complete' && (l.chunksWanted as number) > 0, 60_000);
+    await waitFor('both nodes online at the hub', async () => (await ctl(broker, ['nodes', '--json'])).trim().split('\n').filter((l) => l.includes('"online":true')).length === 2, 20_000);
+    for (const n of nodes) n.uuid = (JSON.parse((await ctl(broker, ['nodes', '--json'])).trim().split('\n').find((l) => l.includes(`"name":"${n.name}"`))!) as { uuid: string }).uuid;
+    // A name HomeKit refuses as it is: "+" and a trailing "!".
+    const created = JSON.parse(await ctl(broker, ['group', 'create', 'Kitchen + Den!', 'kitchen', 'den', '--json'])) as GroupState;
+    groupId = created.groupId;
+    await command('queue/add', { groupId, entryIds: entries.map((e) => e.id) });
+
+    bridge = await Bridge.start({ platform: { platform: 'Firefly', mqttUrl: broker.url, topicPrefix: broker.prefix } });
+    await bridge.ready();
+  });
+
+  after(async () => {
+    if (process.env.FIREFLY_TEST_KEEP) process.stderr.write(`--- Homebridge log ---\n${bridge?.tail(200)}\n`);
+    await bridge?.stop();
+    await observer?.close();
+    await cleanup();
+  });
+
+  it('shows the group as a Fan with a HomeKit-safe name, ConfiguredName, and the hub\'s values', async () => {
+    const fan = await fanOf('Kitchen Den');
+    assert.equal(findCharacteristic(fan, Service.AccessoryInformation.UUID, Characteristic.Manufacturer.UUID).value, 'Firefly');
+    const configured = findCharacteristic(fan, Service.Fan.UUID, Characteristic.ConfiguredName.UUID);
+    assert.equal((await bridge.read(configured)).value, 'Kitchen Den');
+    const on = findCharacteristic(fan, Service.Fan.UUID, Characteristic.On.UUID);
+    const speed = findCharacteristic(fan, Service.Fan.UUID, Characteristic.RotationSpeed.UUID);
+    assert.equal((await bridge.read(on)).value, 0, 'HAP sends booleans as 0/1');
+    assert.equal((await bridge.read(speed)).value, groupState()!.volume);
+    assert.ok(!bridge.lines.some((l) => l.includes('HAP-NodeJS WARNING')), `HAP warned about a name:\n${bridge.lines.filter((l) => l.includes('WARNING')).join('\n')}`);
+    // One bridged accessory for the one group (aid 1 is the bridge itself).
+    assert.equal((await bridge.accessories()).filter((a) => a.aid !== 1).length, 1);
+  });
+
+  it('turning the fan on starts playback on both nodes', async () => {
+    const fan = await fanOf('Kitchen Den');
+    const on = findCharacteristic(fan, Service.Fan.UUID, Characteristic.On.UUID);
+    assert.equal(await bridge.write(on, true), 0);
+    const playing = await observer.waitFor<GroupState>('the group playing', observer.topics.groupState(groupId), (g) => g.playback.state === 'playing' && g.playback.anchor !== null, 20_000);
+    for (const n of nodes) {
+      await waitFor(`${n.name} plays frames of the session`, async () => (await readMeasure(n.measure)).filter((r) => r.session === playing.playback.session).length > 10, 20_000);
+    }
+    assert.equal((await bridge.read(on)).value, 1);
+  });
+
+  it('a speed write reaches every node as its group volume', async () => {
+    const fan = await fanOf('Kitchen Den');
+    const speed = findCharacteristic(fan, Service.Fan.UUID, Characteristic.RotationSpeed.UUID);
+    const since = observer.messages.length;
+    assert.equal(await bridge.write(speed, 35), 0);
+    for (const n of nodes) {
+      await waitFor(`${n.name} told group volume 35`, () =>
+        observer.messages.slice(since).some((m) => m.topic === observer.topics.nodeCommand(n.uuid!) && (JSON.parse(m.payload.toString()) as { command: string; groupVolume?: number }).groupVolume === 35),
+      );
+    }
+    assert.equal(groupState()!.volume, 35);
+    assert.equal((await bridge.read(speed)).value, 35);
+  });
+
+  it('a pause sent over MQTT shows in the characteristic values', async () => {
+    const fan = await fanOf('Kitchen Den');
+    const on = findCharacteristic(fan, Service.Fan.UUID, Characteristic.On.UUID);
+    await command('pause', { groupId });
+    await waitFor('On reads false', async () => (await bridge.read(on)).value === 0, 10_000);
+    // And a volume set elsewhere too.
+    await command('group/volume', { groupId, volume: 62 });
+    const speed = findCharacteristic(fan, Service.Fan.UUID, Characteristic.RotationSpeed.UUID);
+    await waitFor('Rotation Speed reads 62', async () => (await bridge.read(speed)).value === 62, 10_000);
+  });
+
+  it('a group created on the hub appears without a restart, renamed follows, and a deleted one goes', async () => {
+    const created = JSON.parse(await ctl(broker, ['group', 'create', 'Patio', '--json'])) as GroupState;
+    const patio = await fanOf('Patio');
+    await ctl(broker, ['group', 'rename', 'Patio', 'Garden', '--json']);
+    const garden = await fanOf('Garden');
+    assert.equal(garden.aid, patio.aid, 'a rename keeps the accessory (its UUID comes from the group id)');
+    const configured = findCharacteristic(garden, Service.Fan.UUID, Characteristic.ConfiguredName.UUID);
+    assert.equal((await bridge.read(configured)).value, 'Garden');
+    await ctl(broker, ['group', 'delete', String(created.groupId)]);
+    await waitFor('Garden gone from the bridge', async () => !(await bridge.accessories()).some((a) => a.aid === garden.aid), 30_000, 250);
+    assert.ok(await fanOf('Kitchen Den'), 'the other group stays');
+  });
+
+  it('a HomeKit client pairs with the PIN, subscribes to the volume and gets the push when it changes on the hub', async () => {
+    const { HttpClient } = (await import('hap-controller')) as typeof import('hap-controller');
+    const secure = await Bridge.start({ platform: { platform: 'Firefly', mqttUrl: broker.url, topicPrefix: broker.prefix }, insecure: false });
+    try {
+      await secure.ready();
+      const client = new HttpClient(secure.username, '127.0.0.1', secure.port);
+      await client.pairSetup(PIN);
+      const paired = new HttpClient(secure.username, '127.0.0.1', secure.port, client.getLongTermData()!);
+      const accessories = (await paired.getAccessories()) as { accessories: HapAccessory[] };
+      const fan = await waitFor('the Fan over the paired connection', async () => {
+        const list = ((await paired.getAccessories()) as { accessories: HapAccessory[] }).accessories;
+        return findAccessory(list, Service.Fan.UUID, 'Kitchen Den');
+      }, 30_000, 500);
+      assert.ok(accessories.accessories.length >= 1);
+      const speed = findCharacteristic(fan, Service.Fan.UUID, Characteristic.RotationSpeed.UUID);
+      const key = `${speed.aid}.${speed.iid}`;
+      const events: { aid: number; iid: number; value: unknown }[] = [];
+      paired.on('event', (e: { characteristics: { aid: number; iid: number; value: unknown }[] }) => events.push(...e.characteristics));
+      await paired.subscribeCharacteristics([key]);
+      await command('group/volume', { groupId, volume: 47 });
+      await waitFor('the volume event', () => events.some((e) => e.aid === speed.aid && e.iid === speed.iid && e.value === 47), 15_000);
+      // Writes go through the paired session as well.
+      await paired.setCharacteristics({ [key]: 53 });
+      await observer.waitFor<GroupState>('volume 53 on the hub', observer.topics.groupState(groupId), (g) => g.volume === 53, 10_000);
+      await paired.unsubscribeCharacteristics([key]);
+      paired.closePersistentConnection();
+      // Without pairing, nothing is readable.
+      const res = await fetch(`http://127.0.0.1:${secure.port}/accessories`, { headers: { Authorization: PIN }, signal: AbortSignal.timeout(10_000) });
+      assert.notEqual(res.status, 200);
+    } finally {
+      await secure.stop();
+    }
+  });
+});
