@@ -147,6 +147,7 @@ describe('Homebridge plugin rules', () => {
       assert.equal(await bridgedCount(bridge), 1, 'the accessory stays (the hub may come back)');
       hub = await startControlHub(broker, { library, dataDir: hubData });
       await waitFor('On readable again', async () => (await bridge.read(on)).value === 0, 30_000, 200);
+      assert.equal(bridge.pluginLines().filter((l) => l.includes('removing')).length, 0, 'nothing removed while the hub was away');
       const again = findAccessory(await bridge.accessories(), Service.Fan.UUID, 'Study')!;
       assert.equal(again.aid, fan.aid);
     });

@@ -59,6 +59,11 @@ export class HubLink extends EventEmitter<LinkEvents> {
   readonly topics: Topics;
   readonly groups = new Map<number, GroupState>();
   playlists: Playlist[] = [];
+  /**
+   * The hub's group list arrived on this connection: only then may a group missing from
+   * `groups` be taken as deleted (right after a connect the map can be empty or old).
+   */
+  groupsKnown = false;
   private client?: MqttClient;
   private connected = false;
   private hubOnline = false;
@@ -92,6 +97,7 @@ export class HubLink extends EventEmitter<LinkEvents> {
     this.client = client;
     client.on('connect', () => {
       this.connected = true;
+      this.groupsKnown = false;
       this.lastError = '';
       this.log.info(`connected to the MQTT broker at ${this.options.url}`);
       const t = this.topics;
@@ -100,6 +106,7 @@ export class HubLink extends EventEmitter<LinkEvents> {
     client.on('close', () => {
       if (this.connected) this.log.warn(`lost the MQTT broker at ${this.options.url}; reconnecting`);
       this.connected = false;
+      this.groupsKnown = false;
       this.changed();
     });
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
@@ -149,6 +156,7 @@ export class HubLink extends EventEmitter<LinkEvents> {
       if (!list.ok) return this.log.warn(`unreadable group list on ${topic}: ${list.message}`);
       this.groups.clear();
       for (const g of list.value.groups) this.groups.set(g.groupId, g);
+      this.groupsKnown = true;
       this.emit('groups', this.groups);
     } else if (topic.startsWith(`${t.prefix}/group/`) && topic.endsWith('/state')) {
       const groupId = Number(topic.slice(`${t.prefix}/group/`.length, -'/state'.length));

@@ -143,8 +143,8 @@ export class FireflyPlatform implements DynamicPlatformPlugin {
     const link = this.link;
     if (!link || this.stopping) return;
     const reachable = link.reachable;
-    if (!reachable) {
-      // Keep every accessory (the hub may come back); say "No Response" meanwhile.
+    if (!reachable || !link.groupsKnown) {
+      // Keep every accessory (the hub may come back, its list may be on its way); say "No Response" meanwhile.
       for (const h of [...this.controls.values(), ...this.externals.values()]) h.update(undefined, false);
       return;
     }
