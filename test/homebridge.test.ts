@@ -7,6 +7,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
@@ -73,7 +74,9 @@ describe('Homebridge plugin, external hub over MQTT', () => {
     groupId = created.groupId;
     await command('queue/add', { groupId, entryIds: entries.map((e) => e.id) });
 
-    bridge = await Bridge.start({ platform: { platform: 'Firefly', mqttUrl: broker.url, topicPrefix: broker.prefix } });
+    bridge = await Bridge.start({
+      platform: { platform: 'Firefly', mqttUrl: broker.url, topicPrefix: broker.prefix, groups: [{ group: 'Porch', accessoryType: 'lightbulb', smartSpeaker: true, television: true }] },
+    });
     await bridge.ready();
   });
 
@@ -145,6 +148,51 @@ describe('Homebridge plugin, external hub over MQTT', () => {
     await ctl(broker, ['group', 'delete', String(created.groupId)]);
     await waitFor('Garden gone from the bridge', async () => !(await bridge.accessories()).some((a) => a.aid === garden.aid), 30_000, 250);
     assert.ok(await fanOf('Kitchen Den'), 'the other group stays');
+  });
+
+  it('per-group settings: a Lightbulb, plus an external SmartSpeaker (category 26) and Television (category 31) published on their own ports', async () => {
+    const porch = JSON.parse(await ctl(broker, ['group', 'create', 'Porch', '--json'])) as GroupState;
+    const bulb = await waitFor('a Lightbulb named Porch', async () => findAccessory(await bridge.accessories(), Service.Lightbulb.UUID, 'Porch'), 30_000, 250);
+    assert.equal(findAccessory([bulb], Service.Fan.UUID), undefined, 'no fan beside the lightbulb');
+    const brightness = findCharacteristic(bulb, Service.Lightbulb.UUID, Characteristic.Brightness.UUID);
+    assert.equal(await bridge.write(brightness, 40), 0);
+    await observer.waitFor<GroupState>('Porch at volume 40', observer.topics.groupState(porch.groupId), (g) => g.volume === 40, 10_000);
+
+    const externals = await waitFor('both external accessories listed', async () => {
+      const text = await readFile(join(bridge.storage, 'accessories', 'externalAccessories'), 'utf8').catch(() => '[]');
+      const list = JSON.parse(text) as { displayName: string; category: number; port: number; plugin: string }[];
+      return list.filter((e) => e.displayName === 'Porch').length === 2 ? list : undefined;
+    }, 30_000, 250);
+    assert.deepEqual(externals.filter((e) => e.displayName === 'Porch').map((e) => e.category).sort(), [hap.Categories.SPEAKER, hap.Categories.TELEVISION].sort(), JSON.stringify(externals));
+    assert.ok(externals.every((e) => e.plugin === 'homebridge-firefly'));
+    // Each answers HAP on its own port (external: paired on its own with the bridge's code).
+    const ports = await waitFor('both external accessories listening', () => {
+      const found = bridge.lines.map((l) => /Porch [0-9A-F]{4} is running on port (\d+)/.exec(l)).filter((m) => m !== null).map((m) => Number(m[1]));
+      return found.length === 2 ? found : undefined;
+    }, 20_000);
+    const byPort = await Promise.all(ports.map(async (port) => ({ port, accessory: (await bridge.accessories(port))[0] })));
+    const speakerSide = byPort.find((x) => findAccessory([x.accessory], Service.SmartSpeaker.UUID));
+    const tvSide = byPort.find((x) => findAccessory([x.accessory], Service.Television.UUID));
+    assert.ok(speakerSide && tvSide, 'one SmartSpeaker and one Television');
+    const speakerEntry = { port: speakerSide.port };
+    const tvEntry = { port: tvSide.port };
+    const speaker = speakerSide.accessory;
+    const volume = findCharacteristic(speaker, Service.SmartSpeaker.UUID, Characteristic.Volume.UUID);
+    assert.equal((await bridge.read(volume, speakerEntry.port)).value, 40);
+    const current = findCharacteristic(speaker, Service.SmartSpeaker.UUID, Characteristic.CurrentMediaState.UUID);
+    assert.equal((await bridge.read(current, speakerEntry.port)).value, Characteristic.CurrentMediaState.STOP);
+    const mute = findCharacteristic(speaker, Service.SmartSpeaker.UUID, Characteristic.Mute.UUID);
+    assert.equal(await bridge.write(mute, true, speakerEntry.port), 0);
+    await observer.waitFor<GroupState>('Porch muted', observer.topics.groupState(porch.groupId), (g) => g.playback.muted, 10_000);
+
+    const tv = tvSide.accessory;
+    const tvSpeaker = findCharacteristic(tv, Service.TelevisionSpeaker.UUID, Characteristic.Volume.UUID);
+    assert.equal((await bridge.read(tvSpeaker, tvEntry.port)).value, 40);
+    const active = findCharacteristic(tv, Service.Television.UUID, Characteristic.Active.UUID);
+    assert.equal((await bridge.read(active, tvEntry.port)).value, 0);
+    await ctl(broker, ['group', 'delete', String(porch.groupId)]);
+    // Homebridge cannot withdraw an external accessory before a restart: it answers "No Response" instead.
+    await waitFor('the speaker says No Response', async () => (await bridge.read(volume, speakerEntry.port)).status === -70402, 15_000, 250);
   });
 
   it('a HomeKit client pairs with the PIN, subscribes to the volume and gets the push when it changes on the hub', async () => {
