@@ -115,6 +115,7 @@ describe('Homebridge plugin with the hub embedded', () => {
     const exit = await bridge.stop();
     exits.push(`${exit.ms.toFixed(0)} ms (code ${exit.code}, signal ${exit.signal})`);
     assert.notEqual(exit.signal, 'SIGKILL', 'Homebridge needed SIGKILL');
+    assert.equal(exit.code, 0, 'Homebridge exited by itself, not by its 5 s fallback (code 143)');
     assert.ok(bridge.lines.some((l) => l.includes('the embedded Firefly hub stopped')), bridge.tail());
     bridge = await Bridge.start({ storage: bridge.storage, port: bridge.port, username: bridge.username, platform, env: { HOME: home } });
     await bridge.ready();
@@ -127,6 +128,15 @@ describe('Homebridge plugin with the hub embedded', () => {
     assert.deepEqual(bridge.pluginLines().filter((l) => /removing|adding/.test(l)), [], 'the cached accessory is kept as it is, not removed and added again');
     const again = await bridge.stop();
     exits.push(`${again.ms.toFixed(0)} ms (code ${again.code}, signal ${again.signal})`);
+  });
+
+  it('SIGTERM while the embedded hub is still starting stops it and exits cleanly', async () => {
+    const early = await Bridge.start({ platform: { ...platform, embedded: { ...(platform.embedded as object), mqttPort: await freePort(), grpcPort: await freePort(), clockPort: await freeUdpPort() } }, env: { HOME: home } });
+    await early.waitForLine('starting the embedded Firefly hub');
+    const exit = await early.stop();
+    exits.push(`during start ${exit.ms.toFixed(0)} ms (code ${exit.code}, signal ${exit.signal})`);
+    assert.equal(exit.code, 0, `exited by itself; log:\n${early.tail()}`);
+    assert.ok(early.lines.some((l) => l.includes('the embedded Firefly hub stopped')), early.tail());
   });
 
   it('a music folder that does not exist is a message in the log, not a crash', async () => {

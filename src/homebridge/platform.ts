@@ -26,6 +26,8 @@ export class FireflyPlatform implements DynamicPlatformPlugin {
   readonly config?: PluginConfig;
   link?: HubLink;
   private embedded?: EmbeddedHub;
+  /** The embedded hub's start while it runs: a shutdown meanwhile waits for it, then stops the hub. */
+  private embeddedStarting?: Promise<string>;
   /** Bridged accessories by UUID, restored from the cache or created here. */
   private readonly accessories = new Map<string, PlatformAccessory<GroupContext>>();
   private readonly controls = new Map<string, GroupAccessory>();
@@ -79,13 +81,17 @@ export class FireflyPlatform implements DynamicPlatformPlugin {
       this.embedded = new EmbeddedHub(hubConfig, this.log);
       this.log.info(`starting the embedded Firefly hub (library ${hubConfig.library.join(', ')}, data in ${hubConfig.dataDir})`);
       try {
-        url = await this.embedded.start();
+        this.embeddedStarting = this.embedded.start();
+        url = await this.embeddedStarting;
       } catch (err) {
         this.embedded = undefined;
         this.log.error(`the embedded Firefly hub cannot start: ${(err as Error).message}`);
         return;
+      } finally {
+        this.embeddedStarting = undefined;
       }
-      if (this.stopping) return void (await this.stop());
+      // Homebridge began shutting down while the hub started: stop() is waiting for it.
+      if (this.stopping) return;
     } else if (config.mqttUrl) {
       url = config.mqttUrl;
     } else {
@@ -107,11 +113,12 @@ export class FireflyPlatform implements DynamicPlatformPlugin {
   }
 
   private async stop(): Promise<void> {
-    if (this.stopping && !this.embedded && !this.link) return;
+    if (this.stopping) return;
     this.stopping = true;
     const link = this.link;
     this.link = undefined;
     await link?.stop();
+    await this.embeddedStarting?.catch(() => undefined);
     const embedded = this.embedded;
     this.embedded = undefined;
     if (embedded) {
@@ -160,7 +167,7 @@ export class FireflyPlatform implements DynamicPlatformPlugin {
         let accessory = this.accessories.get(uuid);
         const before = accessory?.context.accessoryType;
         if (!accessory) {
-          accessory = new this.api.platformAccessory<GroupContext>(this.nameOf(state), uuid, this.api.hap.Categories.FAN);
+          accessory = new this.api.platformAccessory<GroupContext>(this.nameOf(state), uuid, this.categoryOf(exposure.accessoryType));
           accessory.context = { groupId: state.groupId, topicPrefix: config.topicPrefix, accessoryType: exposure.accessoryType };
           this.accessories.set(uuid, accessory);
           toRegister.push(accessory);
@@ -189,6 +196,11 @@ export class FireflyPlatform implements DynamicPlatformPlugin {
     }
     if (stale.length) this.api.unregisterPlatformAccessories(PLUGIN_NAME, PLATFORM_NAME, stale);
     for (const handler of this.externals.values()) handler.update(link.groups.get(handler.groupId), true);
+  }
+
+  private categoryOf(type: AccessoryType): number {
+    const { Categories } = this.api.hap;
+    return type === 'lightbulb' ? Categories.LIGHTBULB : type === 'switch' ? Categories.SWITCH : Categories.FAN;
   }
 
   private nameOf(state: GroupState): string {
