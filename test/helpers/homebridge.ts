@@ -16,7 +16,11 @@ const require = createRequire(import.meta.url);
 /** HAP-NodeJS as Homebridge uses it: service and characteristic type UUIDs. */
 export const hap = require('@homebridge/hap-nodejs') as typeof import('@homebridge/hap-nodejs');
 
-export const HOMEBRIDGE_BIN = join(REPO_ROOT, 'node_modules', 'homebridge', 'bin', 'homebridge.js');
+/**
+ * The Homebridge to run: the devDependency (2.x), or another install named by
+ * FIREFLY_HOMEBRIDGE_BIN (e.g. a Homebridge 1.x's bin/homebridge) to check compatibility.
+ */
+export const HOMEBRIDGE_BIN = process.env.FIREFLY_HOMEBRIDGE_BIN ?? join(REPO_ROOT, 'node_modules', 'homebridge', 'bin', 'homebridge.js');
 export const PIN = '031-45-154';
 
 /** A type UUID in the short form HAP-NodeJS writes for Apple's types (hap-controller gives the long form). */
@@ -147,6 +151,21 @@ export class Bridge {
 
   tail(n = 30): string {
     return this.lines.slice(-n).join('\n');
+  }
+
+  /** Homebridge's major version, from its start-up line (1 or 2). */
+  get major(): number {
+    const m = this.lines.map((l) => /Homebridge v(\d+)\.\d+\.\d+ \(HAP v/.exec(l)).find((x) => x !== null);
+    return m ? Number(m[1]) : NaN;
+  }
+
+  /**
+   * The exit code a clean SIGTERM gives: Homebridge 2 exits as soon as everything is
+   * closed (0); Homebridge 1 always waits for its 5 s fallback timer and exits 143,
+   * even with no plugin configured.
+   */
+  get cleanExitCode(): number {
+    return this.major === 1 ? 143 : 0;
   }
 
   /** Once the bridge's HAP server answers. */
