@@ -14,11 +14,15 @@ import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
 import type { CommandName } from '../src/protocol/topics.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { Bridge, findAccessory, findCharacteristic, hap, PIN, type HapAccessory } from './helpers/homebridge.js';
+import { Bridge, findAccessory, findCharacteristic, hap, hapType, PIN, type HapAccessory } from './helpers/homebridge.js';
 import { readMeasure } from './helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
 
 const { Service, Characteristic } = hap;
+
+function findCharacteristicType(type: string, uuid: string): boolean {
+  return hapType(type) === hapType(uuid);
+}
 
 describe('Homebridge plugin, external hub over MQTT', () => {
   let broker: BrokerAccess;
@@ -193,6 +197,27 @@ describe('Homebridge plugin, external hub over MQTT', () => {
     assert.equal((await bridge.read(tvSpeaker, tvEntry.port)).value, 40);
     const active = findCharacteristic(tv, Service.Television.UUID, Characteristic.Active.UUID);
     assert.equal((await bridge.read(active, tvEntry.port)).value, 0);
+    // The inputs are the hub's saved playlists (retained hub/playlists). The hub in this
+    // tree has no playlist module yet, so the test publishes the list the hub would.
+    const playlists = (list: { playlistId: number; name: string }[]) => ({ playlists: list.map((p) => ({ ...p, entryIds: [1], durationMs: 60_000 })), at: Date.now() });
+    await observer.publish(observer.topics.playlists, playlists([{ playlistId: 7, name: 'Jazz + Blues' }, { playlistId: 9, name: 'Morning' }]), { retain: true });
+    const inputNames = async () => {
+      const [acc] = await bridge.accessories(tvEntry.port);
+      return acc.services
+        .filter((svc) => findAccessory([{ aid: acc.aid, services: [svc] }], Service.InputSource.UUID))
+        .map((svc) => ({ name: svc.characteristics.find((c) => findCharacteristicType(c.type, Characteristic.ConfiguredName.UUID))?.value, id: svc.characteristics.find((c) => findCharacteristicType(c.type, Characteristic.Identifier.UUID))?.value }))
+        .sort((a, b) => Number(a.id) - Number(b.id));
+    };
+    await waitFor('two inputs', async () => (await inputNames()).length === 2, 15_000, 250);
+    assert.deepEqual(await inputNames(), [{ name: 'Jazz Blues', id: 7 }, { name: 'Morning', id: 9 }]);
+    const input = findCharacteristic((await bridge.accessories(tvEntry.port))[0], Service.Television.UUID, Characteristic.ActiveIdentifier.UUID);
+    assert.equal(await bridge.write(input, 9, tvEntry.port), 0);
+    // The command reached the hub as play {groupId, playlistId}; this hub refuses it (no playlist module), and the plugin says so.
+    await bridge.waitForLine(/Porch: the hub refused play: .*no playlist 9/, 15_000);
+    assert.equal((await bridge.read(input, tvEntry.port)).value, 0, 'a refused input is not shown as chosen');
+    await observer.publish(observer.topics.playlists, playlists([{ playlistId: 9, name: 'Evening' }]), { retain: true });
+    await waitFor('inputs follow the playlists', async () => JSON.stringify(await inputNames()) === JSON.stringify([{ name: 'Evening', id: 9 }]), 15_000, 250);
+
     await ctl(broker, ['group', 'delete', String(porch.groupId)]);
     // Homebridge cannot withdraw an external accessory before a restart: it answers "No Response" instead.
     await waitFor('the speaker says No Response', async () => (await bridge.read(volume, speakerEntry.port)).status === -70402, 15_000, 250);

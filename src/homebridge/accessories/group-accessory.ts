@@ -82,16 +82,17 @@ export abstract class GroupAccessory {
   /**
    * Sends a command for this group. Unreachable hub: HomeKit gets the communication
    * failure. Refused (an empty queue, say): logged, and the real state pushed back so the
-   * tile does not claim what did not happen.
+   * tile does not claim what did not happen. Resolves to whether the hub did it.
    */
-  protected async send<N extends CommandName>(name: N, body: Record<string, unknown>): Promise<void> {
+  protected async send<N extends CommandName>(name: N, body: Record<string, unknown>): Promise<boolean> {
     try {
       await this.platform.link!.command(name, { groupId: this.groupId, ...body } as never);
+      return true;
     } catch (err) {
       if (err instanceof HubRefused) {
         this.platform.log.warn(`${this.homeName()}: ${err.message}`);
         setTimeout(() => this.update(this.state, this.reachable), 50).unref();
-        return;
+        return false;
       }
       this.platform.log.warn(`${this.homeName()}: ${(err as Error).message}`);
       throw this.failure();

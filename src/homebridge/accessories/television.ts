@@ -38,8 +38,7 @@ export class TelevisionAccessory extends GroupAccessory {
         const playlistId = Number(v);
         if (!this.reachable || !this.state) throw this.failure();
         if (!platform.link!.playlists.some((p) => p.playlistId === playlistId)) return;
-        this.activeInput = playlistId;
-        await this.send('play', { playlistId });
+        if (await this.send('play', { playlistId })) this.activeInput = playlistId;
       });
     this.tv.getCharacteristic(Characteristic.RemoteKey).onSet(async (v) => {
       const key = Number(v);
