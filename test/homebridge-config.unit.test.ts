@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 import { checkPluginConfig, exposureOf, pluginConfigSchema, BROKER_ADDRESS_PATTERN, TOPIC_PREFIX_PATTERN } from '../src/homebridge/config.js';
 import { homeKitName } from '../src/homebridge/names.js';
+import { redactUrl } from '../src/homebridge/hub-link.js';
 import { PLATFORM_NAME, PLUGIN_NAME } from '../src/homebridge/settings.js';
 import { REPO_ROOT } from './helpers/processes.js';
 
@@ -162,5 +163,11 @@ describe('Homebridge settings: config.schema.json and the plugin agree', () => {
       assert.equal(got, expected);
       assert.match(got, got.length === 1 ? /^[\p{L}\p{N}]$/u : valid);
     }
+  });
+
+  it('never logs a password written into the broker address', () => {
+    assert.equal(redactUrl('mqtt://ha:s3cret@192.168.1.20:1883'), 'mqtt://ha:***@192.168.1.20:1883');
+    assert.equal(redactUrl('mqtt://192.168.1.20:1883'), 'mqtt://192.168.1.20:1883');
+    assert.equal(redactUrl('hub.local'), 'hub.local');
   });
 });

@@ -28,6 +28,11 @@ export interface LinkLog {
   debug(message: string): void;
 }
 
+/** A broker address fit for the log: a password written into the URL is hidden. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@');
+}
+
 /** The hub cannot be asked right now (broker unreachable, hub offline, or no reply in time). */
 export class HubUnreachable extends Error {}
 /** The hub answered and said no. */
@@ -71,6 +76,8 @@ export class HubLink extends EventEmitter<LinkEvents> {
   private readonly replyRoot: string;
   private readonly pending = new Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout; name: string }>();
   private lastError = '';
+  /** The broker's address as the log shows it. */
+  private readonly where: string;
 
   constructor(
     private readonly options: HubLinkOptions,
@@ -79,6 +86,7 @@ export class HubLink extends EventEmitter<LinkEvents> {
     super();
     this.topics = new Topics(options.topicPrefix);
     this.replyRoot = this.topics.reply(`homebridge-${randomBytes(4).toString('hex')}`);
+    this.where = redactUrl(options.url);
   }
 
   get reachable(): boolean {
@@ -90,8 +98,9 @@ export class HubLink extends EventEmitter<LinkEvents> {
       { url: this.options.url, username: this.options.username, password: this.options.password, clientId: `homebridge-firefly-${randomBytes(4).toString('hex')}`, keepaliveSeconds: 10 },
       (message) => {
         // The client retries every second: say each distinct problem once.
-        if (message !== this.lastError) this.log.warn(`${message} (retrying every second)`);
-        this.lastError = message;
+        const text = message.replaceAll(this.options.url, this.where);
+        if (text !== this.lastError) this.log.warn(`${text} (retrying every second)`);
+        this.lastError = text;
       },
     );
     this.client = client;
@@ -99,12 +108,12 @@ export class HubLink extends EventEmitter<LinkEvents> {
       this.connected = true;
       this.groupsKnown = false;
       this.lastError = '';
-      this.log.info(`connected to the MQTT broker at ${this.options.url}`);
+      this.log.info(`connected to the MQTT broker at ${this.where}`);
       const t = this.topics;
-      subscribe(client, [t.hubStatus, t.groups, t.allGroupStates, t.playlists, `${this.replyRoot}/#`]).catch((err: Error) => this.log.warn(`cannot subscribe on ${this.options.url}: ${err.message}`));
+      subscribe(client, [t.hubStatus, t.groups, t.allGroupStates, t.playlists, `${this.replyRoot}/#`]).catch((err: Error) => this.log.warn(`cannot subscribe on ${this.where}: ${err.message}`));
     });
     client.on('close', () => {
-      if (this.connected) this.log.warn(`lost the MQTT broker at ${this.options.url}; reconnecting`);
+      if (this.connected) this.log.warn(`lost the MQTT broker at ${this.where}; reconnecting`);
       this.connected = false;
       this.groupsKnown = false;
       this.changed();
@@ -127,7 +136,7 @@ export class HubLink extends EventEmitter<LinkEvents> {
   /** Sends a command to the hub and waits for its reply. */
   command<N extends CommandName>(name: N, body: Body<N>, timeoutMs = 5000): Promise<unknown> {
     const client = this.client;
-    if (!client || !this.reachable) return Promise.reject(new HubUnreachable(this.connected ? 'the hub is offline' : `the MQTT broker at ${this.options.url} is not reachable`));
+    if (!client || !this.reachable) return Promise.reject(new HubUnreachable(this.connected ? 'the hub is offline' : `the MQTT broker at ${this.where} is not reachable`));
     const id = randomBytes(6).toString('hex');
     const replyTo = `${this.replyRoot}/${id}`;
     return new Promise((resolve, reject) => {

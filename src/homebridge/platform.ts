@@ -1,7 +1,7 @@
 import type { API, DynamicPlatformPlugin, Logging, PlatformAccessory, PlatformConfig } from 'homebridge';
 import type { GroupState } from '../protocol/schemas.js';
 import { checkPluginConfig, exposureOf, type AccessoryType, type PluginConfig } from './config.js';
-import { HubLink } from './hub-link.js';
+import { HubLink, redactUrl } from './hub-link.js';
 import { homeKitName } from './names.js';
 import { PLATFORM_NAME, PLUGIN_NAME } from './settings.js';
 import type { GroupAccessory, GroupContext } from './accessories/group-accessory.js';
@@ -108,7 +108,7 @@ export class FireflyPlatform implements DynamicPlatformPlugin {
     link.on('playlists', (playlists) => {
       for (const e of this.externals.values()) if (e instanceof TelevisionAccessory) e.setInputs(playlists);
     });
-    this.log.info(`connecting to the Firefly hub's broker at ${url} (topic prefix ${config.topicPrefix})`);
+    this.log.info(`connecting to the Firefly hub's broker at ${redactUrl(url)} (topic prefix ${config.topicPrefix})`);
     link.start();
   }
 
