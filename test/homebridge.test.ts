@@ -79,7 +79,7 @@ describe('Homebridge plugin, external hub over MQTT', () => {
     await command('queue/add', { groupId, entryIds: entries.map((e) => e.id) });
 
     bridge = await Bridge.start({
-      platform: { platform: 'Firefly', mqttUrl: broker.url, topicPrefix: broker.prefix, groups: [{ group: 'Porch', accessoryType: 'lightbulb', smartSpeaker: true, television: true }] },
+      platform: { platform: 'Firefly', mqttUrl: broker.url, topicPrefix: broker.prefix, groups: [{ group: 'Porch', accessoryType: 'lightbulb', smartSpeaker: true, television: true }, { group: 'shed', accessoryType: 'switch' }] },
     });
     await bridge.ready();
   });
@@ -149,6 +149,10 @@ describe('Homebridge plugin, external hub over MQTT', () => {
     assert.equal(garden.aid, patio.aid, 'a rename keeps the accessory (its UUID comes from the group id)');
     const configured = findCharacteristic(garden, Service.Fan.UUID, Characteristic.ConfiguredName.UUID);
     assert.equal((await bridge.read(configured)).value, 'Garden');
+    // A name typed in the Home app renames the group on the hub.
+    assert.equal(await bridge.write(configured, 'Back Garden'), 0);
+    await observer.waitFor<GroupState>('the group renamed on the hub', observer.topics.groupState(created.groupId), (g) => g.name === 'Back Garden', 10_000);
+    await fanOf('Back Garden');
     await ctl(broker, ['group', 'delete', String(created.groupId)]);
     await waitFor('Garden gone from the bridge', async () => !(await bridge.accessories()).some((a) => a.aid === garden.aid), 30_000, 250);
     assert.ok(await fanOf('Kitchen Den'), 'the other group stays');
@@ -221,6 +225,17 @@ describe('Homebridge plugin, external hub over MQTT', () => {
     await ctl(broker, ['group', 'delete', String(porch.groupId)]);
     // Homebridge cannot withdraw an external accessory before a restart: it answers "No Response" instead.
     await waitFor('the speaker says No Response', async () => (await bridge.read(volume, speakerEntry.port)).status === -70402, 15_000, 250);
+  });
+
+  it('a Switch for a group set so; "on" with nothing queued is refused by the hub and logged, and the switch reads off', async () => {
+    await ctl(broker, ['group', 'create', 'Shed', '--json']);
+    const shed = await waitFor('a Switch named Shed', async () => findAccessory(await bridge.accessories(), Service.Switch.UUID, 'Shed'), 30_000, 250);
+    assert.equal(findAccessory([shed], Service.Fan.UUID), undefined);
+    const on = findCharacteristic(shed, Service.Switch.UUID, Characteristic.On.UUID);
+    assert.equal(await bridge.write(on, true), 0);
+    await bridge.waitForLine(/Shed: the hub refused play/, 10_000);
+    await waitFor('the switch reads off', async () => (await bridge.read(on)).value === 0, 10_000, 100);
+    await ctl(broker, ['group', 'delete', 'Shed']);
   });
 
   it('a HomeKit client pairs with the PIN, subscribes to the volume and gets the push when it changes on the hub', async () => {
