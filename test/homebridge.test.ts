@@ -108,8 +108,12 @@ describe('Homebridge plugin, external hub over MQTT', () => {
   it('turning the fan on starts playback on both nodes', async () => {
     const fan = await fanOf('Kitchen Den');
     const on = findCharacteristic(fan, Service.Fan.UUID, Characteristic.On.UUID);
+    const t0 = Date.now();
     assert.equal(await bridge.write(on, true), 0);
+    const written = Date.now();
     const playing = await observer.waitFor<GroupState>('the group playing', observer.topics.groupState(groupId), (g) => g.playback.state === 'playing' && g.playback.anchor !== null, 20_000);
+    const seen = observer.messages.find((m) => m.topic === observer.topics.groupState(groupId) && m.payload.includes(`"session":"${playing.playback.session}"`) && m.payload.includes('"anchor":{'));
+    process.stderr.write(`HAP write On → answered ${written - t0} ms; → start scheduled on the hub (state with an anchor seen) ${(seen?.at ?? NaN) - t0} ms\n`);
     for (const n of nodes) {
       await waitFor(`${n.name} plays frames of the session`, async () => (await readMeasure(n.measure)).filter((r) => r.session === playing.playback.session).length > 10, 20_000);
     }
@@ -257,8 +261,10 @@ describe('Homebridge plugin, external hub over MQTT', () => {
       const events: { aid: number; iid: number; value: unknown }[] = [];
       paired.on('event', (e: { characteristics: { aid: number; iid: number; value: unknown }[] }) => events.push(...e.characteristics));
       await paired.subscribeCharacteristics([key]);
+      const t0 = Date.now();
       await command('group/volume', { groupId, volume: 47 });
-      await waitFor('the volume event', () => events.some((e) => e.aid === speed.aid && e.iid === speed.iid && e.value === 47), 15_000);
+      await waitFor('the volume event', () => events.some((e) => e.aid === speed.aid && e.iid === speed.iid && e.value === 47), 15_000, 5);
+      process.stderr.write(`volume command on the hub → HomeKit event at the paired client: ${Date.now() - t0} ms (including the command's reply)\n`);
       // Writes go through the paired session as well.
       await paired.setCharacteristics({ [key]: 53 });
       await observer.waitFor<GroupState>('volume 53 on the hub', observer.topics.groupState(groupId), (g) => g.volume === 53, 10_000);
