@@ -151,6 +151,7 @@ describe('Homebridge plugin, external hub over MQTT', () => {
     await ctl(broker, ['group', 'rename', 'Patio', 'Garden', '--json']);
     const garden = await fanOf('Garden');
     assert.equal(garden.aid, patio.aid, 'a rename keeps the accessory (its UUID comes from the group id)');
+    assert.equal(findCharacteristic(garden, Service.AccessoryInformation.UUID, Characteristic.Name.UUID).value, 'Garden');
     const configured = findCharacteristic(garden, Service.Fan.UUID, Characteristic.ConfiguredName.UUID);
     assert.equal((await bridge.read(configured)).value, 'Garden');
     // A name typed in the Home app renames the group on the hub.

@@ -50,8 +50,13 @@ export abstract class GroupAccessory {
   update(state: GroupState | undefined, reachable: boolean): void {
     this.state = state;
     this.reachable = reachable;
-    if (state && reachable) this.push(state);
-    else this.pushFailure();
+    if (state && reachable) {
+      const { Service, Characteristic } = this.platform.api.hap;
+      this.accessory.getService(Service.AccessoryInformation)!.updateCharacteristic(Characteristic.Name, this.homeName(state));
+      this.push(state);
+    } else {
+      this.pushFailure();
+    }
   }
 
   /** Sets every characteristic from the group's state with updateCharacteristic. */
