@@ -9,18 +9,25 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
 import type { CommandName } from '../src/protocol/topics.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, Observer, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { Bridge, findAccessory, findCharacteristic, hap, type HapAccessory } from './helpers/homebridge.js';
+import { Bridge, findAccessory, findCharacteristic, hap, randomMac, type HapAccessory } from './helpers/homebridge.js';
 import { readMeasure } from './helpers/measure.js';
 import { cleanup, ctlLibrary, freePort, freeUdpPort, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
 
 const { Service, Characteristic } = hap;
+
+/** The embedded settings a bridge was started with (from its config.json). */
+async function readPlatformPorts(bridge: Bridge): Promise<unknown> {
+  const config = JSON.parse(await readFile(join(bridge.storage, 'config.json'), 'utf8')) as { platforms: { embedded: unknown }[] };
+  return config.platforms[0].embedded;
+}
 
 describe('Homebridge plugin with the hub embedded', () => {
   let broker: BrokerAccess;
@@ -137,6 +144,36 @@ describe('Homebridge plugin with the hub embedded', () => {
     exits.push(`during start ${exit.ms.toFixed(0)} ms (code ${exit.code}, signal ${exit.signal})`);
     assert.equal(exit.code, early.cleanExitCode, `exited by itself; log:\n${early.tail()}`);
     assert.ok(early.lines.some((l) => l.includes('the embedded Firefly hub stopped')), early.tail());
+  });
+
+  it('runs in a child bridge too (the hub in its own process beside Homebridge)', async () => {
+    const childPort = await freePort();
+    const childUsername = randomMac();
+    const child = await Bridge.start({
+      platform: { ...platform, _bridge: { username: childUsername, port: childPort }, embedded: { ...(platform.embedded as object), mqttPort: await freePort(), grpcPort: await freePort(), clockPort: await freeUdpPort() } },
+      env: { HOME: home },
+    });
+    try {
+      await child.ready();
+      await child.waitForLine('library indexed', 60_000);
+      const childBroker: BrokerAccess = { ...broker, url: `mqtt://127.0.0.1:${((await readPlatformPorts(child)) as { mqttPort: number }).mqttPort}` };
+      await ctl(childBroker, ['group', 'create', 'Cellar', '--json']);
+      const fan = await waitFor('the Cellar fan on the child bridge', async () => findAccessory(await child.accessories(childPort), Service.Fan.UUID, 'Cellar'), 30_000, 250);
+      const on = findCharacteristic(fan, Service.Fan.UUID, Characteristic.On.UUID);
+      assert.equal((await child.read(on, childPort)).value, 0);
+      assert.equal((await child.accessories()).filter((a) => a.aid !== 1).length, 0, 'nothing on the main bridge');
+    } finally {
+      // Homebridge 2.4 with any child bridge waits for its 5 s fallback (code 143), plugin or not.
+      const exit = await child.stop();
+      exits.push(`child bridge ${exit.ms.toFixed(0)} ms (code ${exit.code}, signal ${exit.signal})`);
+    }
+    assert.ok(child.lines.some((l) => l.includes('the embedded Firefly hub stopped')), child.tail());
+    // No hub left behind: its broker's port is free again.
+    const { mqttPort } = (await readPlatformPorts(child)) as { mqttPort: number };
+    await new Promise<void>((resolve, reject) => {
+      const probe = createServer().once('error', reject);
+      probe.listen(mqttPort, '127.0.0.1', () => probe.close(() => resolve()));
+    });
   });
 
   it('a music folder that does not exist is a message in the log, not a crash', async () => {
