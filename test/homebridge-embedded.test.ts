@@ -13,8 +13,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
-import type { CommandName } from '../src/protocol/topics.js';
+import type { GroupState } from '../src/protocol/schemas.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, Observer, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
 import { Bridge, findAccessory, findCharacteristic, hap, randomMac, type HapAccessory } from './helpers/homebridge.js';
@@ -39,16 +38,6 @@ describe('Homebridge plugin with the hub embedded', () => {
   let grpc: string;
   let node: { proc: FireflyProcess; measure: string; uuid?: string };
   const exits: string[] = [];
-
-  async function command(name: CommandName, body: Record<string, unknown>): Promise<unknown> {
-    const id = randomBytes(4).toString('hex');
-    const replyTo = observer.topics.reply(`test-${id}`);
-    await observer.subscribe(replyTo);
-    await observer.publish(observer.topics.command(name), { ...body, id, replyTo });
-    const reply = await observer.waitFor<CommandReply>(`reply to ${name}`, replyTo);
-    assert.ok(reply.ok, `${name} refused: ${reply.error?.message}`);
-    return reply.result;
-  }
 
   function fanOf(name: string): Promise<HapAccessory> {
     return waitFor(`a Fan named ${name}`, async () => findAccessory(await bridge.accessories(), Service.Fan.UUID, name), 30_000, 250);
@@ -101,14 +90,14 @@ describe('Homebridge plugin with the hub embedded', () => {
     // Something in the queue: play without entries plays the queue.
     const entries = await ctlLibrary(grpc);
     assert.equal(entries.length, 1);
-    await command('queue/add', { groupId, entryIds: [entries[0].id] });
+    await observer.command('queue/add', { groupId, entryIds: [entries[0].id] });
     assert.equal(await bridge.write(on, true), 0);
     const playing = await observer.waitFor<GroupState>('playing', observer.topics.groupState(groupId), (g) => g.playback.state === 'playing' && g.playback.anchor !== null, 20_000);
     await waitFor('the node plays the session', async () => (await readMeasure(node.measure)).filter((r) => r.session === playing.playback.session).length > 10, 20_000);
     const since = observer.messages.length;
     assert.equal(await bridge.write(speed, 28), 0);
     await waitFor('the node told group volume 28', () => observer.messages.slice(since).some((m) => m.topic === observer.topics.nodeCommand(node.uuid!) && (JSON.parse(m.payload.toString()) as { groupVolume?: number }).groupVolume === 28));
-    await command('pause', { groupId });
+    await observer.command('pause', { groupId });
     await waitFor('On reads 0', async () => (await bridge.read(on)).value === 0, 10_000);
   });
 

@@ -6,12 +6,10 @@
  * pushed event. Characteristics are found by their HAP type, never by fixed iids.
  */
 import { strict as assert } from 'node:assert';
-import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
-import type { CommandName } from '../src/protocol/topics.js';
+import type { GroupState } from '../src/protocol/schemas.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
 import { Bridge, findAccessory, findCharacteristic, hap, hapType, PIN, type HapAccessory } from './helpers/homebridge.js';
@@ -31,16 +29,6 @@ describe('Homebridge plugin, external hub over MQTT', () => {
   let bridge: Bridge;
   let groupId: number;
   const nodes: { name: string; proc: FireflyProcess; measure: string; uuid?: string }[] = [];
-
-  async function command(name: CommandName, body: Record<string, unknown>): Promise<unknown> {
-    const id = randomBytes(4).toString('hex');
-    const replyTo = observer.topics.reply(`test-${id}`);
-    await observer.subscribe(replyTo);
-    await observer.publish(observer.topics.command(name), { ...body, id, replyTo });
-    const reply = await observer.waitFor<CommandReply>(`reply to ${name}`, replyTo);
-    assert.ok(reply.ok, `${name} refused: ${reply.error?.message}`);
-    return reply.result;
-  }
 
   function groupState(id = groupId): GroupState | undefined {
     return observer.last<GroupState>(observer.topics.groupState(id));
@@ -76,7 +64,7 @@ describe('Homebridge plugin, external hub over MQTT', () => {
     // A name HomeKit refuses as it is: "+" and a trailing "!".
     const created = JSON.parse(await ctl(broker, ['group', 'create', 'Kitchen + Den!', 'kitchen', 'den', '--json'])) as GroupState;
     groupId = created.groupId;
-    await command('queue/add', { groupId, entryIds: entries.map((e) => e.id) });
+    await observer.command('queue/add', { groupId, entryIds: entries.map((e) => e.id) });
 
     bridge = await Bridge.start({
       platform: { platform: 'Firefly', mqttUrl: broker.url, topicPrefix: broker.prefix, groups: [{ group: 'Porch', accessoryType: 'lightbulb', smartSpeaker: true, television: true }, { group: 'shed', accessoryType: 'switch' }] },
@@ -137,10 +125,10 @@ describe('Homebridge plugin, external hub over MQTT', () => {
   it('a pause sent over MQTT shows in the characteristic values', async () => {
     const fan = await fanOf('Kitchen Den');
     const on = findCharacteristic(fan, Service.Fan.UUID, Characteristic.On.UUID);
-    await command('pause', { groupId });
+    await observer.command('pause', { groupId });
     await waitFor('On reads false', async () => (await bridge.read(on)).value === 0, 10_000);
     // And a volume set elsewhere too.
-    await command('group/volume', { groupId, volume: 62 });
+    await observer.command('group/volume', { groupId, volume: 62 });
     const speed = findCharacteristic(fan, Service.Fan.UUID, Characteristic.RotationSpeed.UUID);
     await waitFor('Rotation Speed reads 62', async () => (await bridge.read(speed)).value === 62, 10_000);
   });
@@ -263,7 +251,7 @@ describe('Homebridge plugin, external hub over MQTT', () => {
       paired.on('event', (e: { characteristics: { aid: number; iid: number; value: unknown }[] }) => events.push(...e.characteristics));
       await paired.subscribeCharacteristics([key]);
       const t0 = Date.now();
-      await command('group/volume', { groupId, volume: 47 });
+      await observer.command('group/volume', { groupId, volume: 47 });
       await waitFor('the volume event', () => events.some((e) => e.aid === speed.aid && e.iid === speed.iid && e.value === 47), 15_000, 5);
       process.stderr.write(`volume command on the hub → HomeKit event at the paired client: ${Date.now() - t0} ms (including the command's reply)\n`);
       // Writes go through the paired session as well.
