@@ -19,6 +19,7 @@ import { HoldingsMap } from './swarm/holdings.js';
 import { TransitLog } from './swarm/transit.js';
 import type { Db } from '../src/storage/sqlite.js';
 import { HttpServer } from './http/server.js';
+import { webPlugin } from './http/web.js';
 import { SOFTWARE_VERSION } from '../src/version.js';
 import { PROTOCOL_VERSION } from '../src/protocol/schemas.js';
 
@@ -101,6 +102,7 @@ export class Hub {
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
     this.http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ module: 'http' }));
+    this.http.use('web', webPlugin(this).plugin);
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(
         {

@@ -171,6 +171,7 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
       store: hb?.store ?? null,
       playback: hb?.playback ?? null,
       clock: hb?.clock ?? null,
+      downloads: hb?.downloads ?? null,
     };
   }
 

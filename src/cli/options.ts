@@ -47,6 +47,7 @@ export const HUB_FLAGS: FlagBinding[] = [
   { flag: '--workers <n>', path: ['index', 'workers'], kind: 'number', help: 'indexing threads, 0 = one per core' },
   { flag: '--settle-ms <ms>', path: ['index', 'settleMs'], kind: 'number', help: 'how long a file must stand still before it is indexed' },
   { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
+  { flag: '--upload-max <bytes>', path: ['web', 'uploadMaxBytes'], kind: 'bytes', help: 'largest file the web page accepts for upload (default 1G)' },
 ];
 
 export const NODE_ENV: EnvBinding[] = [
