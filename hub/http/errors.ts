@@ -81,6 +81,14 @@ export function toApiError(err: unknown): ApiError {
   return fromFastify(err as FastifyError);
 }
 
+/** Unknown paths (the API's and the static files') answer with the JSON error body too. */
+export function installNotFoundHandler(app: FastifyInstance): void {
+  app.setNotFoundHandler((request, reply) => {
+    const e = new ApiError('not-found', `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`);
+    void reply.status(404).send(e.body());
+  });
+}
+
 /** Every error under /api answers with the JSON body above, never an HTML page or a stack. */
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
@@ -88,9 +96,5 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (apiError.status >= 500) request.log.error({ err, url: request.url }, 'REST request failed');
     else request.log.debug({ url: request.url, code: apiError.code, message: apiError.message }, 'REST request refused');
     void reply.status(apiError.status).type('application/json').send(apiError.body());
-  });
-  app.setNotFoundHandler((request, reply) => {
-    const e = new ApiError('not-found', `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`);
-    void reply.status(404).send(e.body());
   });
 }

@@ -77,8 +77,8 @@ export class LiveEvents {
       const beat = parsePayload(heartbeatSchema, m.payload);
       if (!beat.ok) return;
       this.lastBeat.set(where.uuid, now);
-      const { nodeId, clock, playback, downloads, store, libraryVersion } = beat.value;
-      this.send('heartbeat', { uuid: where.uuid, nodeId, clock, playback, downloads: downloads ?? null, store, libraryVersion, at: now });
+      const { nodeId, clock, playback, downloads, store, libraryVersion, volume } = beat.value;
+      this.send('heartbeat', { uuid: where.uuid, nodeId, clock, playback, downloads: downloads ?? null, store, libraryVersion, volume, at: now });
     });
     const library = this.hub.library;
     this.scan.ready = library.progress().ready;

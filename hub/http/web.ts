@@ -8,7 +8,7 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fast
 import { SOFTWARE_VERSION } from '../../src/version.js';
 import type { Hub } from '../hub.js';
 import { apiRoutes } from './api.js';
-import { installErrorHandler } from './errors.js';
+import { installErrorHandler, installNotFoundHandler } from './errors.js';
 import { LiveEvents } from './events.js';
 
 /** Where `npm run build` puts the page (vite): dist/web, beside dist/hub. */
@@ -25,6 +25,7 @@ export const OPENAPI_PATH = '/api/openapi.json';
 export function webPlugin(hub: Hub): { plugin: FastifyPluginAsync; live: LiveEvents } {
   const live = new LiveEvents(hub, hub.log.child({ module: 'web' }));
   const plugin: FastifyPluginAsync = async (app: FastifyInstance) => {
+    installNotFoundHandler(app);
     app.setValidatorCompiler(validatorCompiler);
     app.setSerializerCompiler(serializerCompiler);
     await app.register(swagger, {
