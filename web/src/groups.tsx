@@ -1,8 +1,9 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { GroupState, NodeInfo } from '../../src/protocol/schemas';
 import { api } from './api';
 import { entryByline, entryTitle, formatTime, useEntries } from './entries';
 import type { HubState } from './live';
+import { Icon } from './icons';
 import { useAction } from './ui';
 
 /** The position now: published position plus the time since it arrived, while playing. */
@@ -23,7 +24,7 @@ function Cover({ entryId, hasCover, label }: { entryId: number | null; hasCover:
   if (entryId !== null && hasCover) return <img class="cover" src={`api/library/entries/${entryId}/cover`} alt={`Cover of ${label}`} width={96} height={96} />;
   return (
     <div class="cover cover-none" role="img" aria-label="No cover art">
-      <span aria-hidden="true">♪</span>
+      <Icon name="note" size={40} />
     </div>
   );
 }
@@ -80,16 +81,16 @@ function GroupCard({ g, hub, nodes }: { g: GroupState; hub: HubState; nodes: Nod
         </div>
       </div>
       <div class="transport" role="group" aria-label={`Playback in ${g.name}`}>
-        <button type="button" onClick={() => post('/previous')} aria-label="Previous track" title="Previous">⏮</button>
+        <button type="button" onClick={() => post('/previous')} aria-label="Previous track" title="Previous"><Icon name="previous" /></button>
         {playing ? (
-          <button type="button" class="primary" onClick={() => post('/pause')} aria-label="Pause" title="Pause">⏸</button>
+          <button type="button" class="primary" onClick={() => post('/pause')} aria-label="Pause" title="Pause"><Icon name="pause" /></button>
         ) : (
           <button type="button" class="primary" onClick={() => post(g.playback.state === 'paused' ? '/resume' : '/play')} aria-label="Play" title="Play" disabled={g.queue.length === 0}>
-            ▶
+            <Icon name="play" />
           </button>
         )}
-        <button type="button" onClick={() => post('/next')} aria-label="Next track" title="Next">⏭</button>
-        <button type="button" onClick={() => post('/stop')} aria-label="Stop" title="Stop">⏹</button>
+        <button type="button" onClick={() => post('/next')} aria-label="Next track" title="Next"><Icon name="next" /></button>
+        <button type="button" onClick={() => post('/stop')} aria-label="Stop" title="Stop"><Icon name="stop" /></button>
         <button type="button" aria-pressed={g.playback.shuffle} onClick={() => act(() => api('PATCH', `/groups/${id}`, { shuffle: !g.playback.shuffle }))} title="Shuffle">
           Shuffle
         </button>
@@ -160,13 +161,13 @@ function Queue({ g, entries }: { g: GroupState; entries: ReturnType<typeof useEn
               </span>
               <span class="q-actions">
                 <button type="button" class="icon" disabled={index === 0} aria-label={`Move ${name} up`} onClick={() => act(() => api('POST', `/groups/${id}/queue/${item.itemId}/move`, { to: index - 1 }))}>
-                  ↑
+                  <Icon name="up" size={18} />
                 </button>
                 <button type="button" class="icon" disabled={index === g.queue.items.length - 1} aria-label={`Move ${name} down`} onClick={() => act(() => api('POST', `/groups/${id}/queue/${item.itemId}/move`, { to: index + 1 }))}>
-                  ↓
+                  <Icon name="down" size={18} />
                 </button>
                 <button type="button" class="icon" aria-label={`Remove ${name} from the queue`} onClick={() => act(() => api('DELETE', `/groups/${id}/queue/${item.itemId}`))}>
-                  ✕
+                  <Icon name="close" size={18} />
                 </button>
               </span>
             </li>
@@ -177,9 +178,36 @@ function Queue({ g, entries }: { g: GroupState; entries: ReturnType<typeof useEn
   );
 }
 
-/** A volume slider that sends once the user lets go (or on each key press), not on every pixel. */
-export function VolumeSlider({ id, value, label, onCommit }: { id: string; value: number; label: string; onCommit: (v: number) => void }) {
+/**
+ * A volume slider that sends once the user lets go (or on each key press), not on every
+ * pixel, and shows what was sent until the hub's state says the same: quick key presses
+ * then step from the value sent, not from the one still on its way back.
+ */
+export function VolumeSlider({ id, value, label, onCommit }: { id: string; value: number; label: string; onCommit: (v: number) => Promise<unknown> }) {
   const [local, setLocal] = useState<number | null>(null);
+  // One request at a time, the latest value last: parallel requests could land out of order.
+  const sending = useRef<{ busy: boolean; next: number | null }>({ busy: false, next: null });
+  const send = (v: number) => {
+    const s = sending.current;
+    if (s.busy) {
+      s.next = v;
+      return;
+    }
+    s.busy = true;
+    void onCommit(v).finally(() => {
+      s.busy = false;
+      const next = s.next;
+      s.next = null;
+      if (next !== null) send(next);
+    });
+  };
+  useEffect(() => {
+    if (local === null) return;
+    if (local === value) return setLocal(null);
+    // The hub refused or someone else changed it: show the hub's value after a while.
+    const t = setTimeout(() => setLocal(null), 3000);
+    return () => clearTimeout(t);
+  }, [value, local]);
   return (
     <span class="slider">
       <input
@@ -193,8 +221,8 @@ export function VolumeSlider({ id, value, label, onCommit }: { id: string; value
         onInput={(e) => setLocal(Number((e.target as HTMLInputElement).value))}
         onChange={(e) => {
           const v = Number((e.target as HTMLInputElement).value);
-          setLocal(null);
-          onCommit(v);
+          setLocal(v);
+          send(v);
         }}
       />
       <output for={id}>{local ?? value}</output>

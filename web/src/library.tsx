@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, uploadFile } from './api';
 import { forgetEntries, formatBytes, formatTime, type Entry } from './entries';
 import type { HubState } from './live';
+import { Icon } from './icons';
 import { notify, Progress, useAction } from './ui';
 
 interface Page {
@@ -240,10 +241,10 @@ export function LibraryView({ hub }: { hub: HubState }) {
                   {e.status === 'ok' && groupId !== null && (
                     <>
                       <button type="button" class="icon" aria-label={`Play ${name}`} title="Play now" onClick={() => act(() => api('POST', `/groups/${groupId}/play`, { entryId: e.entryId }))}>
-                        ▶
+                        <Icon name="play" />
                       </button>
                       <button type="button" class="icon" aria-label={`Add ${name} to the queue`} title="Add to queue" onClick={() => act(() => api('POST', `/groups/${groupId}/queue`, { entryIds: [e.entryId] }))}>
-                        +
+                        <Icon name="plus" />
                       </button>
                     </>
                   )}
@@ -256,7 +257,7 @@ export function LibraryView({ hub }: { hub: HubState }) {
                       if (confirm(`Delete ${e.path} from the library folder? The file is removed from disk.`)) act(() => api('DELETE', `/library/entries/${e.entryId}`));
                     }}
                   >
-                    🗑
+                    <Icon name="trash" />
                   </button>
                 </td>
               </tr>

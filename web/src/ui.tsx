@@ -1,4 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
+import { Icon } from './icons';
 
 /** Messages for the user (a refused action and why), shown in a live region. */
 export interface Notice {
@@ -48,7 +49,7 @@ export function Notices() {
         <p key={n.id} class={`notice ${n.kind}`}>
           <span>{n.text}</span>
           <button type="button" class="icon" aria-label="Dismiss" onClick={() => dismiss(n.id)}>
-            ✕
+            <Icon name="close" size={16} />
           </button>
         </p>
       ))}
