@@ -25,6 +25,12 @@ export interface ScanStatus {
   ready: boolean;
 }
 
+/** Scan progress goes out at most this often (ms). */
+const SCAN_EVENT_MS = 250;
+
+/** Bytes of events waiting for one slow client before its stream is closed. */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
 interface Client {
   reply: FastifyReply;
 }
@@ -43,6 +49,7 @@ export class LiveEvents {
   private keepalive?: NodeJS.Timeout;
   private scan: ScanStatus = { active: false, done: 0, total: 0, ready: false };
   private scanTimer?: NodeJS.Timeout;
+  private lastScanSent = 0;
   private readonly lastBeat = new Map<string, number>();
   readonly uploads: UploadStatus[] = [];
   private nextUploadId = 1;
@@ -176,17 +183,32 @@ export class LiveEvents {
     return this.clients.size;
   }
 
+  /** At most one scan update per 250 ms: the first at once (a scan shows as soon as it starts), the last always. */
   private sendScanSoon(): void {
     if (this.scanTimer) return;
-    this.scanTimer = setTimeout(() => {
+    const wait = this.lastScanSent + SCAN_EVENT_MS - Date.now();
+    const fire = () => {
       this.scanTimer = undefined;
+      this.lastScanSent = Date.now();
       this.send('library', this.libraryState());
-    }, 250);
+    };
+    if (wait <= 0) fire();
+    else this.scanTimer = setTimeout(fire, wait);
   }
 
   private send(event: string, data: unknown): void {
     if (this.clients.size === 0) return;
     const text = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const c of this.clients) c.reply.raw.write(text);
+    for (const c of this.clients) {
+      // A client that stopped reading must not make the hub buffer without end: it
+      // reconnects (EventSource does by itself) and starts again from a snapshot.
+      if (c.reply.raw.writableLength > MAX_BUFFERED_BYTES) {
+        this.log.warn({ buffered: c.reply.raw.writableLength }, 'live-update client too slow; closing its stream');
+        this.clients.delete(c);
+        c.reply.raw.destroy();
+        continue;
+      }
+      c.reply.raw.write(text);
+    }
   }
 }
