@@ -137,6 +137,19 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     await form.getByRole('button', { name: 'Create group' }).click();
     await page.locator('.notice.error').filter({ hasText: 'exists already' }).waitFor();
     await form.getByRole('button', { name: 'Cancel' }).click();
+    // Edit the group: take lounge out, then put it back.
+    const card = page.locator('article[data-group="House"]');
+    const edit = async (check: boolean) => {
+      await card.getByRole('button', { name: 'Edit group' }).click();
+      const editor = page.getByRole('form', { name: 'Edit House' });
+      await editor.getByRole('checkbox', { name: /^lounge/ }).setChecked(check);
+      await editor.getByRole('button', { name: 'Save' }).click();
+      await editor.waitFor({ state: 'detached' });
+    };
+    await edit(false);
+    await waitFor('lounge out of House', async () => (await request(base, 'GET', `/api/groups/${groupId}`)).body.members.length === 1, 10_000);
+    await edit(true);
+    await waitFor('lounge back in House', async () => (await request(base, 'GET', `/api/groups/${groupId}`)).body.members.length === 2, 10_000);
   });
 
   it('starts playback from the library and both nodes play it', async () => {
@@ -147,6 +160,18 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     const card = page.locator('article[data-group="House"]');
     await card.getByTestId('now-title').filter({ hasText: 'Morning' }).waitFor();
     await card.getByRole('button', { name: 'Pause' }).waitFor();
+    // Seek with the position slider: both nodes continue from there.
+    const before = (await request(base, 'GET', `/api/groups/${groupId}`)).body.playback.session;
+    await card.getByRole('slider', { name: 'Position in Morning' }).fill('20');
+    const sought = await waitFor('a session from 20 s', async () => {
+      const g = (await request(base, 'GET', `/api/groups/${groupId}`)).body;
+      return g.playback.session !== before && g.playback.anchor && Math.abs(g.playback.anchor.positionMs - 20_000) < 1 ? g : undefined;
+    }, 15_000);
+    await nodesPlay('after the seek', sought.playback.entryId);
+    for (const name of NODES) {
+      const frames = (await readMeasure(measure.get(name)!)).filter((r) => r.session === sought.playback.session);
+      assert.ok(frames.every((r) => r.trackFrame >= 20 * 48_000 - 48), `${name} plays from 20 s on (frames at 48 kHz)`);
+    }
     // Queue from the page: add two tracks, move the last one up.
     await show(page, 'Library');
     await page.getByRole('button', { name: 'Add Noon to the queue' }).click();
@@ -195,6 +220,19 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     assert.equal(entry.path, 'Uploads/fresh.flac');
     await row.getByRole('button', { name: 'Play Fresh Upload' }).click();
     await nodesPlay('the uploaded track', entry.entryId);
+    // Drag and drop onto the box uploads too.
+    await makeTrack(join(dir, 'dropped.ogg'), { format: 'ogg', seconds: 2, seed: 22, title: 'Dropped In' });
+    const b64 = (await readFile(join(dir, 'dropped.ogg'))).toString('base64');
+    const transfer = await page.evaluateHandle((data: string) => {
+      const g = globalThis as any;
+      const dt = new g.DataTransfer();
+      const bytes = Uint8Array.from(g.atob(data) as string, (c) => c.charCodeAt(0));
+      dt.items.add(new g.File([bytes], 'dropped.ogg', { type: 'audio/ogg' }));
+      return dt;
+    }, b64);
+    await page.locator('.dropzone').dispatchEvent('drop', { dataTransfer: transfer });
+    await page.locator('li[data-upload="dropped.ogg"]').filter({ hasText: 'added to the library' }).waitFor({ timeout: 30_000 });
+    await page.locator('tr[data-entry="Uploads/dropped.ogg"]').waitFor({ timeout: 15_000 });
     await screenshot(page, 'library-desktop');
   });
 

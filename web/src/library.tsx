@@ -30,6 +30,9 @@ interface LocalUpload {
 
 let uploadKey = 1;
 
+/** Entries fetched per request. */
+const PAGE = 200;
+
 function Uploads({ hub }: { hub: HubState }) {
   const [local, setLocal] = useState<LocalUpload[]>([]);
   const [over, setOver] = useState(false);
@@ -123,14 +126,17 @@ export function LibraryView({ hub }: { hub: HubState }) {
   const [album, setAlbum] = useState<Album | null>(null);
   const [albums, setAlbums] = useState<Album[]>([]);
   const [page, setPage] = useState<Page>({ entries: [], total: 0 });
-  const [limit, setLimit] = useState(100);
+  // Pages shown: the first, plus one more each time the user asks for more.
+  const [pages, setPages] = useState(1);
   const [target, setTarget] = useState<number | null>(null);
   const version = hub.library?.version ?? 0;
   const groupId = target ?? hub.groups[0]?.groupId ?? null;
 
   useEffect(() => {
+    // A slower, older answer must not replace a newer one.
+    let current = true;
     const t = setTimeout(() => {
-      const params = new URLSearchParams({ limit: String(limit) });
+      const params = new URLSearchParams({ limit: String(PAGE) });
       if (q.trim()) params.set('q', q.trim());
       if (album) {
         params.set('artist', album.artist);
@@ -144,12 +150,28 @@ export function LibraryView({ hub }: { hub: HubState }) {
           ]);
           return { entries: [...failed.entries, ...unsupported.entries], total: failed.total + unsupported.total };
         }
-        return api<Page>('GET', `/library?${params}`);
+        // Every page shown so far, again: the library may have changed under them.
+        const all: Page = { entries: [], total: 0 };
+        for (let i = 0; i < pages; i++) {
+          params.set('offset', String(i * PAGE));
+          const p = await api<Page>('GET', `/library?${params}`);
+          all.entries.push(...p.entries);
+          all.total = p.total;
+          if (all.entries.length >= p.total) break;
+        }
+        return all;
       };
-      load().then(setPage, (err: Error) => notify('error', `cannot load the library: ${err.message}`));
+      load().then(
+        (p) => current && setPage(p),
+        (err: Error) => current && notify('error', `cannot load the library: ${err.message}`),
+      );
     }, 200);
-    return () => clearTimeout(t);
-  }, [q, filter, album, limit, version]);
+    return () => {
+      current = false;
+      clearTimeout(t);
+    };
+  }, [q, filter, album, pages, version]);
+  useEffect(() => setPages(1), [q, filter, album]);
 
   useEffect(() => {
     forgetEntries();
@@ -267,7 +289,7 @@ export function LibraryView({ hub }: { hub: HubState }) {
       </table>
       {page.entries.length === 0 && <p class="muted">{filter === 'failed' ? 'Every file in the library is playable.' : 'No tracks match.'}</p>}
       {page.total > page.entries.length && filter === 'all' && (
-        <button type="button" class="ghost more" onClick={() => setLimit(Math.min(500, limit + 100))} disabled={limit >= 500}>
+        <button type="button" class="ghost more" onClick={() => setPages(pages + 1)}>
           Show more ({page.entries.length} of {page.total})
         </button>
       )}
