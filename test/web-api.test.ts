@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeTrack } from './helpers/audio.js';
 import { embeddedBroker, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
 import { cleanup, tempDir, waitFor } from './helpers/processes.js';
-import { EventStream, hubHttpUrl, makeTrackWithCover, request, upload } from './helpers/web.js';
+import { EventStream, hubHttpUrl, makeTrackWithCover, postOversized, request, upload } from './helpers/web.js';
 
 const UPLOAD_MAX = 400_000;
 
@@ -150,7 +150,7 @@ describe('REST API (real hub and node)', () => {
     assertError(await request(base, 'POST', '/api/groups', undefined, { raw: '{"name": "X"' }), 400, 'bad-json');
     assertError(await request(base, 'POST', '/api/groups', { name: 'Ghosts', members: [987654] }), 404, 'not-found', /987654/);
     // A 5 MB body is refused before it is parsed.
-    assertError(await request(base, 'POST', '/api/groups', undefined, { raw: JSON.stringify({ name: 'x'.repeat(5_000_000) }) }), 413, 'too-large');
+    assertError(await postOversized(base, '/api/groups', Buffer.from(JSON.stringify({ name: 'x'.repeat(5_000_000) }))), 413, 'too-large');
     assertError(await request(base, 'POST', '/api/groups', undefined, { raw: 'name=x', contentType: 'application/x-www-form-urlencoded' }), 415, 'unsupported-type');
     const patched = await request(base, 'PATCH', `/api/groups/${groupId}`, { name: 'Den 2', volume: 40, repeat: 'all', shuffle: true });
     assert.equal(patched.status, 200);

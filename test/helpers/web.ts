@@ -133,3 +133,41 @@ export async function launchChromium() {
   const { chromium } = await import('playwright-core');
   return chromium.launch({ executablePath: process.env.FIREFLY_CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true });
 }
+
+/**
+ * POSTs a body the server may refuse before reading it (too large): the answer can come
+ * while the body is still being sent, after which the server closes the connection and
+ * the rest of the upload fails with EPIPE/ECONNRESET. fetch() then loses the answer; this
+ * sends the headers first and keeps the answer.
+ */
+export async function postOversized(base: string, path: string, body: Buffer, contentType = 'application/json'): Promise<JsonResponse> {
+  const { request: httpRequest } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(base + path, { method: 'POST', headers: { 'content-type': contentType, 'content-length': body.length } });
+    let answered = false;
+    req.on('response', (res) => {
+      answered = true;
+      const parts: Buffer[] = [];
+      const finish = () => {
+        const text = Buffer.concat(parts).toString();
+        let parsed: unknown = text;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          // keep the text
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed, headers: new Headers(res.headers as Record<string, string>) });
+      };
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', finish);
+      res.on('error', finish);
+    });
+    req.on('error', (err) => {
+      if (!answered) reject(err);
+    });
+    // The headers (with the length) first: a server that refuses on the length answers
+    // before any of the body is sent; the body follows only if it has not answered.
+    req.flushHeaders();
+    setTimeout(() => (answered ? req.destroy() : req.end(body)), 1000);
+  });
+}
