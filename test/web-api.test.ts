@@ -79,6 +79,8 @@ describe('REST API (real hub and node)', () => {
     const js = await fetch(`${base}/${script[1]}`);
     assert.equal(js.status, 200);
     assert.match(js.headers.get('content-type') ?? '', /javascript/);
+    assert.match(js.headers.get('cache-control') ?? '', /immutable/, 'hashed assets are cached for good');
+    assert.equal(page.headers.get('cache-control'), 'no-cache', 'the page itself is asked again');
     const spec = await request(base, 'GET', '/api/openapi.json');
     assert.equal(spec.status, 200);
     assert.match(spec.body.openapi, /^3\./);

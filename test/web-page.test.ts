@@ -135,7 +135,10 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     await page.getByRole('button', { name: 'New group' }).click();
     await form.getByLabel('Group name').fill('House');
     await form.getByRole('button', { name: 'Create group' }).click();
-    await page.locator('.notice.error').filter({ hasText: 'exists already' }).waitFor();
+    const notice = page.locator('.notice.error').filter({ hasText: 'exists already' });
+    await notice.waitFor();
+    await notice.getByRole('button', { name: 'Dismiss' }).click();
+    await notice.waitFor({ state: 'detached' });
     await form.getByRole('button', { name: 'Cancel' }).click();
     // Edit the group: take lounge out, then put it back.
     const card = page.locator('article[data-group="House"]');

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
@@ -45,7 +46,15 @@ export function webPlugin(hub: Hub): { plugin: FastifyPluginAsync; live: LiveEve
       { prefix: '/api' },
     );
     if (existsSync(WEB_ASSETS)) {
-      await app.register(fastifyStatic, { root: WEB_ASSETS, prefix: '/', index: ['index.html'], cacheControl: true, maxAge: 0 });
+      await app.register(fastifyStatic, {
+        root: WEB_ASSETS,
+        prefix: '/',
+        index: ['index.html'],
+        // index.html is asked again each time (it names the current build); the assets it
+        // names carry a content hash in their file name and never change.
+        cacheControl: false,
+        setHeaders: (reply, path) => void reply.header('cache-control', path.includes(`${sep}assets${sep}`) ? 'public, max-age=31536000, immutable' : 'no-cache'),
+      });
     } else {
       app.get('/', async (_req, reply) => reply.type('text/plain').send(`The web page is not built: run "npm run build" (expected in ${WEB_ASSETS}). The REST API is at /api.`));
     }
