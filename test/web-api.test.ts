@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { makeTrack } from './helpers/audio.js';
-import { embeddedBroker, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
+import { embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
 import { cleanup, tempDir, waitFor } from './helpers/processes.js';
 import { EventStream, hubHttpUrl, makeTrackWithCover, postOversized, request, upload } from './helpers/web.js';
 
@@ -307,9 +307,28 @@ describe('REST API (real hub and node)', () => {
     const rescan = await request(base, 'POST', '/api/library/rescan');
     assert.equal(rescan.status, 202);
     assert.equal(typeof rescan.body.version, 'number');
-    const playlists = await request(base, 'GET', '/api/playlists');
-    assert.equal(playlists.status, 200);
-    assert.ok(Array.isArray(playlists.body.playlists));
+  });
+
+  it('shows the playlists retained on hub/playlists; ignores a malformed list', async () => {
+    assert.deepEqual((await request(base, 'GET', '/api/playlists')).body.playlists, []);
+    const stream = await new EventStream(`${base}/api/events`).open();
+    const observer = await new Observer(broker).connect();
+    try {
+      // What hub/playlists publishes (the playlist module is another part of the hub).
+      const a = entries.get('a.flac')!;
+      const list = { playlists: [{ playlistId: 3, name: 'Evening', entryIds: [a], durationMs: 6000 }], at: Date.now() };
+      await observer.publish(observer.topics.playlists, list, { retain: true, qos: 1 });
+      await waitFor('playlists event', () => stream.events.find((e) => e.event === 'playlists' && e.data.playlists[0]?.name === 'Evening'), 10_000);
+      assert.deepEqual((await request(base, 'GET', '/api/playlists')).body.playlists, list.playlists);
+      // A malformed publication is not shown.
+      await observer.publish(observer.topics.playlists, { playlists: 'nope' }, { retain: true, qos: 1 });
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual((await request(base, 'GET', '/api/playlists')).body.playlists, list.playlists);
+      await observer.publish(observer.topics.playlists, '', { retain: true, qos: 1 });
+    } finally {
+      stream.close();
+      await observer.close();
+    }
   });
 
   it('streams live updates: a snapshot, then what the hub publishes', async () => {

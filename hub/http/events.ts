@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../../src/log.js';
-import { heartbeatSchema, parsePayload } from '../../src/protocol/schemas.js';
+import { heartbeatSchema, parsePayload, playlistListSchema } from '../../src/protocol/schemas.js';
 import type { Hub } from '../hub.js';
 
 /** One upload as the page follows it: stored, then indexed (or failed with the indexer's reason). */
@@ -38,9 +38,9 @@ interface Client {
 /**
  * Live updates for the web page over server-sent events (GET /api/events). The hub's own
  * publications are the source: every state topic the hub publishes on MQTT (groups,
- * nodes, library version, playlists) is forwarded as it is published, plus what MQTT does
- * not carry as state: heartbeats (clock quality, downloads; at most once a second per
- * node), scan progress and uploads.
+ * nodes, library version) is forwarded as it is published, the retained playlists as the
+ * broker holds them, plus what MQTT does not carry as state: heartbeats (clock quality,
+ * downloads; at most once a second per node), scan progress and uploads.
  */
 export class LiveEvents {
   private readonly clients = new Set<Client>();
@@ -65,7 +65,6 @@ export class LiveEvents {
       [t.groups, 'groups'],
       [t.nodes, 'nodes'],
       [t.library, 'library'],
-      [t.playlists, 'playlists'],
       [t.nodeEvents, 'node-event'],
     ]);
     this.untap.push(
@@ -76,6 +75,18 @@ export class LiveEvents {
         this.send(event, event === 'library' ? this.libraryState() : value);
       }),
     );
+    // Playlists are kept by hub/playlists and retained on their topic: read them from the
+    // broker, so the page has them from the start, whichever module publishes them.
+    await this.hub.channel.handle(t.playlists, (m) => {
+      if (m.payload.length === 0) {
+        this.latest.delete('playlists');
+        return this.send('playlists', { playlists: [], at: Date.now() });
+      }
+      const list = parsePayload(playlistListSchema, m.payload);
+      if (!list.ok) return this.log.warn({ topic: m.topic, err: list.message }, 'playlists not shown: bad payload');
+      this.latest.set('playlists', list.value);
+      this.send('playlists', list.value);
+    });
     await this.hub.channel.handle(t.anyNode('heartbeat'), (m) => {
       const where = t.parseNodeTopic(m.topic);
       if (!where) return;

@@ -218,6 +218,28 @@ export function LibraryView({ hub }: { hub: HubState }) {
           </select>
         </label>
       </div>
+      {hub.playlists.length > 0 && (
+        <section class="playlists" aria-labelledby="playlists-title">
+          <h2 id="playlists-title">Playlists</h2>
+          <ul>
+            {hub.playlists.map((pl) => (
+              <li key={pl.playlistId}>
+                <span>
+                  {pl.name}
+                  <small>
+                    {pl.entryIds.length} tracks · {formatTime(pl.durationMs)}
+                  </small>
+                </span>
+                {groupId !== null && (
+                  <button type="button" class="icon" aria-label={`Play the playlist ${pl.name}`} title="Play" onClick={() => act(() => api('POST', `/groups/${groupId}/play`, { playlistId: pl.playlistId }))}>
+                    <Icon name="play" />
+                  </button>
+                )}
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
       {albums.length > 0 && filter === 'all' && (
         <nav class="albums" aria-label="Albums">
           <button type="button" aria-pressed={album === null} onClick={() => setAlbum(null)}>
