@@ -255,6 +255,27 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     assert.deepEqual(await unnamedControls(page), []);
   });
 
+  it('deletes a file after asking, and rescans', async () => {
+    const row = page.locator('tr[data-entry="Uploads/dropped.ogg"]');
+    // Declining the question keeps the file.
+    page.once('dialog', (d) => void d.dismiss());
+    await row.getByRole('button', { name: 'Delete Dropped In' }).click();
+    await page.waitForTimeout(500);
+    assert.ok((await request(base, 'GET', '/api/library?q=Dropped')).body.total === 1, 'still there after "cancel"');
+    page.once('dialog', (d) => void d.accept());
+    await row.getByRole('button', { name: 'Delete Dropped In' }).click();
+    await row.waitFor({ state: 'detached', timeout: 15_000 });
+    assert.equal((await request(base, 'GET', '/api/library?q=Dropped')).body.total, 0);
+    const since = stream.events.length;
+    await page.getByRole('button', { name: 'Rescan' }).click();
+    await page.locator('.notice.info').filter({ hasText: 'Rescanning' }).waitFor();
+    // Every file is read again: a scan of all of them (the deletion before was a scan of one).
+    const files = (await request(base, 'GET', '/api/state')).body.library.counts.live;
+    const end = await waitFor('the rescan finished', () => stream.events.slice(since).find((e) => e.event === 'library' && !e.data.scan.active && e.data.scan.total >= files), 30_000);
+    assert.equal(end.data.scan.done, end.data.scan.total);
+    await page.locator('.notice.info').getByRole('button', { name: 'Dismiss' }).click();
+  });
+
   it('asks for the access token when the API answers 401, then carries on', async () => {
     // The token check belongs to the hub's HTTP server (another part of the hub); here a
     // gate in front of the real hub plays that part, as docs/web.md describes it: 401
