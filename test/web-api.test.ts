@@ -81,6 +81,8 @@ describe('REST API (real hub and node)', () => {
     assert.match(js.headers.get('content-type') ?? '', /javascript/);
     assert.match(js.headers.get('cache-control') ?? '', /immutable/, 'hashed assets are cached for good');
     assert.equal(page.headers.get('cache-control'), 'no-cache', 'the page itself is asked again');
+    assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+    assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
     const spec = await request(base, 'GET', '/api/openapi.json');
     assert.equal(spec.status, 200);
     assert.match(spec.body.openapi, /^3\./);

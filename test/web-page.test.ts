@@ -32,6 +32,8 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
   const measure = new Map<string, string>();
   const entries = new Map<string, number>();
   let groupId: number;
+  /** Script errors, refused requests and security-policy violations on the main page. */
+  const consoleErrors: string[] = [];
 
   /** Both nodes recorded frames of the group's current session (and entry, when given). */
   async function nodesPlay(what: string, entryId?: number): Promise<void> {
@@ -96,7 +98,10 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     browser = await launchChromium();
     desktop = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     page = await desktop.newPage();
-    page.on('pageerror', (err) => process.stderr.write(`page error: ${err.message}\n`));
+    page.on('pageerror', (err) => consoleErrors.push(`page error: ${err.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
     await page.goto(base);
     await page.getByRole('status').filter({ hasText: 'live' }).waitFor();
   });
@@ -198,7 +203,12 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     const groupSlider = card.getByRole('slider', { name: 'Volume of House' });
     await groupSlider.focus();
     for (let i = 0; i < 5; i++) await page.keyboard.press('ArrowLeft');
-    await waitFor('group volume 95', async () => (await request(base, 'GET', `/api/groups/${groupId}`)).body.volume === 95, 10_000);
+    try {
+      await waitFor('group volume 95', async () => (await request(base, 'GET', `/api/groups/${groupId}`)).body.volume === 95, 10_000);
+    } catch (err) {
+      const focused = await page.evaluate(() => String((globalThis as any).document.activeElement?.outerHTML).slice(0, 200));
+      throw new Error(`${(err as Error).message}; slider shows ${await groupSlider.inputValue()}, hub has ${(await request(base, 'GET', `/api/groups/${groupId}`)).body.volume}, focus on ${focused}`);
+    }
     await card.getByText(/Speakers \(2 of 2 online\)/).click();
     const kitchen = (await request(base, 'GET', '/api/nodes')).body.nodes.find((n: any) => n.name === 'kitchen');
     const nodeSlider = card.getByRole('slider', { name: 'Volume of kitchen' });
@@ -341,5 +351,7 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     await p.getByRole('heading', { level: 1, name: 'Playing' }).waitFor();
     await phone.close();
     process.stderr.write(`screenshots in ${shots}\n`);
+    // The refusals the tests provoke on purpose (a group name taken, a text file as audio) log their status; nothing else may.
+    assert.deepEqual(consoleErrors.filter((e) => !/status of (409 \(Conflict\)|415 \(Unsupported Media Type\))/.test(e)), [], 'the page logged errors');
   });
 });

@@ -25,6 +25,7 @@ const nodeParams = z.strictObject({ nodeId: id });
 const entryParams = z.strictObject({ entryId: id });
 const itemParams = z.strictObject({ groupId: id, itemId: id });
 const name = z.string().min(1).max(64);
+const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp', 'image/bmp']);
 
 /** A library entry as the API shows it. */
 export interface ApiEntry {
@@ -231,7 +232,10 @@ export async function apiRoutes(root: FastifyInstance, hub: Hub, live: LiveEvent
     const cover = hash && /^[0-9a-f]{64}$/.test(hash) ? hub.catalogue.cover(Buffer.from(hash, 'hex')) : undefined;
     if (!cover) throw new ApiError('not-found', `library entry ${e.id} has no cover art`);
     if (req.headers['if-none-match'] === `"${hash}"`) return reply.status(304).send();
-    return reply.header('etag', `"${hash}"`).header('cache-control', 'private, max-age=86400').type(cover.mime).send(cover.data);
+    // The type comes from the file's tags: only image types are served as such, so a
+    // crafted tag cannot make the hub serve a page of its choosing.
+    const mime = IMAGE_TYPES.has(cover.mime.toLowerCase()) ? cover.mime.toLowerCase() : 'application/octet-stream';
+    return reply.header('etag', `"${hash}"`).header('cache-control', 'private, max-age=86400').type(mime).send(cover.data);
   });
   app.delete('/library/entries/:entryId', { schema: { tags: ['library'], summary: "Delete the entry's file from the library folder (the watcher then removes it from the catalogue)", params: entryParams } }, async (req, reply) => {
     const e = liveEntry(req.params.entryId);

@@ -27,6 +27,14 @@ export function webPlugin(hub: Hub): { plugin: FastifyPluginAsync; live: LiveEve
   const live = new LiveEvents(hub, hub.log.child({ module: 'web' }));
   const plugin: FastifyPluginAsync = async (app: FastifyInstance) => {
     installNotFoundHandler(app);
+    // The page loads only its own files; nothing is sniffed into another type.
+    app.addHook('onSend', async (_request, reply, payload) => {
+      reply.header('x-content-type-options', 'nosniff');
+      if (String(reply.getHeader('content-type') ?? '').startsWith('text/html')) {
+        reply.header('content-security-policy', "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+      }
+      return payload;
+    });
     app.setValidatorCompiler(validatorCompiler);
     app.setSerializerCompiler(serializerCompiler);
     await app.register(swagger, {
