@@ -191,6 +191,11 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
       const q = (await request(base, 'GET', `/api/groups/${groupId}`)).body.queue.items.map((i: any) => i.entryId);
       return q[1] === entries.get('Bea/Red/01 Crimson.mp3');
     }, 10_000);
+    await card.getByRole('button', { name: 'Remove Noon from the queue' }).click();
+    await waitFor('Noon removed', async () => {
+      const q = (await request(base, 'GET', `/api/groups/${groupId}`)).body.queue.items.map((i: any) => i.entryId);
+      return q.length === 2 && !q.includes(entries.get('Ann/Dawn/02 Noon.flac'));
+    }, 10_000);
     // Next, from the page: both nodes play the next track.
     await card.getByRole('button', { name: 'Next track' }).click();
     await nodesPlay('next from the page', entries.get('Bea/Red/01 Crimson.mp3'));
