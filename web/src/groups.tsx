@@ -203,9 +203,11 @@ export function VolumeSlider({ id, value, label, onCommit }: { id: string; value
   };
   useEffect(() => {
     if (local === null) return;
-    if (local === value) return setLocal(null);
+    // Functional updates: a key press may have moved the slider again since this render.
+    if (local === value) return setLocal((cur) => (cur === value ? null : cur));
     // The hub refused or someone else changed it: show the hub's value after a while.
-    const t = setTimeout(() => setLocal(null), 3000);
+    const shown = local;
+    const t = setTimeout(() => setLocal((cur) => (cur === shown ? null : cur)), 3000);
     return () => clearTimeout(t);
   }, [value, local]);
   return (
