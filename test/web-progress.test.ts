@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { makeTrack } from './helpers/audio.js';
 import { embeddedBroker, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
 import { cleanup, tempDir, waitFor } from './helpers/processes.js';
-import { EventStream, hubHttpUrl, request } from './helpers/web.js';
+import { EventStream, hubHttpUrl, launchChromium, request } from './helpers/web.js';
 
 describe('progress of long work over live updates', () => {
   let broker: BrokerAccess;
@@ -37,7 +37,20 @@ describe('progress of long work over live updates', () => {
   });
 
   it("shows a node's download: bytes and chunks climbing, then complete", async () => {
-    const { proc } = await startControlNode(broker, hub, { name: 'attic' });
+    // The page shows it too, while it happens.
+    const browser = await launchChromium();
+    let proc;
+    try {
+      const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+      await page.goto(`${base}/#/speakers`);
+      await page.getByRole('status').filter({ hasText: 'live' }).waitFor();
+      ({ proc } = await startControlNode(broker, hub, { name: 'attic' }));
+      await page.getByRole('progressbar', { name: 'Downloads of attic' }).first().waitFor({ timeout: 60_000 });
+      // The activity line under the header names the node, bytes and chunks.
+      await page.getByText(/attic: [\d.]+ [KM]B of [\d.]+ MB \(\d+\/\d+ chunks\)/).first().waitFor();
+    } finally {
+      await browser.close();
+    }
     await proc.waitForLog('joined the hub', 30_000);
     const beats = () => stream.events.filter((e) => e.event === 'heartbeat' && e.data.downloads);
     const midway = await waitFor('a heartbeat in the middle of the download', () => beats().find((e) => e.data.downloads.active && e.data.downloads.bytesDone > 0 && e.data.downloads.bytesDone < e.data.downloads.bytesWanted), 60_000);
