@@ -291,6 +291,13 @@ describe('REST API (real hub and node)', () => {
     const after = await filesUnder(library);
     const added = after.filter((f) => !before.includes(f));
     assert.deepEqual(added.sort(), ['Uploads/abs.mp3', 'Uploads/escape.mp3', 'Uploads/win.mp3'], 'only the cleaned names were written, no temporaries left');
+    // Several files in one request: each is stored; the first refusal stops the rest and names what was stored.
+    const two = await upload(base, [{ name: 'one.mp3', data: mp3 }, { name: 'two.mp3', data: mp3 }]);
+    assert.equal(two.status, 201);
+    assert.deepEqual(two.body.files.map((f: any) => f.path), ['Uploads/one.mp3', 'Uploads/two.mp3']);
+    assertError(await upload(base, [{ name: 'three.mp3', data: mp3 }, { name: 'four.mp3', data: Buffer.from('text') }, { name: 'five.mp3', data: mp3 }]), 415, 'unsupported-type', /four\.mp3.*stored before it: three\.mp3/);
+    assert.ok((await filesUnder(library)).includes('Uploads/three.mp3'));
+    assert.ok(!(await filesUnder(library)).includes('Uploads/five.mp3'), 'nothing after the refusal');
     // A file with audio's first bytes but nothing playable after them: stored, then the indexer's reason.
     const res = await upload(base, [{ name: 'cut.flac', data: Buffer.concat([Buffer.from('fLaC'), Buffer.alloc(3000, 7)]) }]);
     assert.equal(res.status, 201);
