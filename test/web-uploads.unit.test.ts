@@ -124,3 +124,19 @@ describe('catalogue browsing', () => {
     }
   });
 });
+
+describe('download progress in heartbeats', () => {
+  it('is optional, and checked when present', async () => {
+    const { heartbeatSchema } = await import('../src/protocol/schemas.js');
+    const beat = {
+      seq: 1, at: 1, nodeId: 1, libraryVersion: 0, volume: 100,
+      store: { chunks: 0, bytes: 0, budgetBytes: 1 },
+      playback: { state: 'idle', trackId: null, positionMs: null },
+      clock: { synced: false, offsetMs: null, errorMs: null, rttMs: null },
+    };
+    assert.ok(heartbeatSchema.safeParse(beat).success, 'older nodes send none');
+    assert.ok(heartbeatSchema.safeParse({ ...beat, downloads: { active: true, chunksWanted: 4, chunksDone: 1, bytesWanted: 1000, bytesDone: 250 } }).success);
+    assert.ok(!heartbeatSchema.safeParse({ ...beat, downloads: { active: 'yes', chunksWanted: 4, chunksDone: 1, bytesWanted: 1000, bytesDone: 250 } }).success);
+    assert.ok(!heartbeatSchema.safeParse({ ...beat, downloads: { active: true, chunksWanted: -1, chunksDone: 0, bytesWanted: 0, bytesDone: 0 } }).success);
+  });
+});
