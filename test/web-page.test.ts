@@ -355,6 +355,14 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     await p.keyboard.press('Enter');
     await p.getByRole('heading', { level: 1, name: 'Playing' }).waitFor();
     await phone.close();
+    // The dark theme follows the system's setting.
+    const dark = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'dark' });
+    const d = await dark.newPage();
+    await d.goto(`${base}/#/library`);
+    await d.getByRole('status').filter({ hasText: 'live' }).waitFor();
+    await d.locator('tr[data-entry="Ann/Dawn/01 Morning.flac"]').waitFor();
+    await screenshot(d, 'library-desktop-dark');
+    await dark.close();
     process.stderr.write(`screenshots in ${shots}\n`);
     // The refusals the tests provoke on purpose (a group name taken, a text file as audio) log their status; nothing else may.
     assert.deepEqual(consoleErrors.filter((e) => !/status of (409 \(Conflict\)|415 \(Unsupported Media Type\))/.test(e)), [], 'the page logged errors');
