@@ -222,6 +222,11 @@ describe('web page in Chromium (real hub, two nodes on measurement outputs)', ()
     await waitFor('kitchen reports volume 0 in its heartbeat', () => stream.events.find((e) => e.event === 'heartbeat' && e.data.nodeId === kitchen.nodeId && e.data.volume === 0), 15_000);
     await page.keyboard.press('End');
     await waitFor('kitchen back at 100', () => stream.events.findLast((e) => e.event === 'heartbeat' && e.data.nodeId === kitchen.nodeId)?.data.volume === 100, 15_000);
+    // Mute one speaker from the page, then unmute it.
+    await card.getByRole('button', { name: 'Mute kitchen' }).click();
+    await waitFor('kitchen muted', async () => (await request(base, 'GET', `/api/groups/${groupId}`)).body.members.find((m: any) => m.name === 'kitchen').muted, 10_000);
+    await card.getByRole('button', { name: 'Mute kitchen', pressed: true }).click();
+    await waitFor('kitchen unmuted', async () => !(await request(base, 'GET', `/api/groups/${groupId}`)).body.members.find((m: any) => m.name === 'kitchen').muted, 10_000);
     await card.getByRole('button', { name: 'Pause' }).click();
     await waitFor('paused', async () => (await request(base, 'GET', `/api/groups/${groupId}`)).body.playback.state === 'paused', 10_000);
   });

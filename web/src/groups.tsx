@@ -121,6 +121,9 @@ function GroupCard({ g, hub, nodes }: { g: GroupState; hub: HubState; nodes: Nod
                 <span class={`dot ${m.online ? 'ok' : 'off'}`} aria-hidden="true" />
                 <label for={`member-${id}-${m.nodeId}`}>{m.name}</label>
                 <VolumeSlider id={`member-${id}-${m.nodeId}`} value={nodeById.get(m.nodeId)?.volume ?? m.volume} label={`Volume of ${m.name}`} onCommit={(v) => act(() => api('PATCH', `/nodes/${m.nodeId}`, { volume: v }))} />
+                <button type="button" class="ghost small" aria-pressed={m.muted} aria-label={`Mute ${m.name}`} onClick={() => act(() => api('PATCH', `/nodes/${m.nodeId}`, { muted: !m.muted }))}>
+                  {m.muted ? 'Muted' : 'Mute'}
+                </button>
               </li>
             ))}
           </ul>
