@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { link, mkdir, open, realpath, unlink } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { copyFile, link, mkdir, open, realpath, unlink } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -60,6 +60,22 @@ export function sniffAudio(head: Buffer): string | undefined {
   return undefined;
 }
 
+/**
+ * Gives the finished temporary file its name, failing with EEXIST if the name is taken.
+ * A hard link does it in one step; file systems without hard links (FAT, exFAT, some
+ * network shares) get an exclusive copy instead, which the watcher's settle time keeps
+ * from being indexed half-written.
+ */
+async function placeWithoutReplacing(temp: string, target: string): Promise<void> {
+  try {
+    await link(temp, target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+    await copyFile(temp, target, constants.COPYFILE_EXCL);
+  }
+}
+
 export interface StoredUpload {
   /** Absolute path of the new file. */
   path: string;
@@ -113,7 +129,7 @@ export async function storeUpload(root: string, folder: string, rawName: string,
     if (!format) throw new ApiError('unsupported-type', `${name}: the content is not audio Firefly plays (MP3, FLAC, WAV, Ogg Vorbis/Opus, M4A/AAC), whatever the name says`);
     // link() fails with EEXIST instead of replacing: an upload never overwrites a file.
     try {
-      await link(temp, target);
+      await placeWithoutReplacing(temp, target);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ApiError('conflict', `${relative(root, target)} exists already in the library; rename the file or delete the old one first`);
       throw err;
