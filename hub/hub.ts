@@ -20,6 +20,7 @@ import { TransitLog } from './swarm/transit.js';
 import type { Db } from '../src/storage/sqlite.js';
 import { HttpServer } from './http/server.js';
 import { Devices } from './devices/devices.js';
+import { webPlugin } from './http/web.js';
 import { SOFTWARE_VERSION } from '../src/version.js';
 import { PROTOCOL_VERSION } from '../src/protocol/schemas.js';
 
@@ -105,6 +106,7 @@ export class Hub {
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
     this.http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ module: 'http' }));
     this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }));
+    this.http.use('web', webPlugin(this).plugin);
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(
         {

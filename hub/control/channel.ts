@@ -22,6 +22,9 @@ export interface IncomingMessage {
 
 type Handler = (message: IncomingMessage) => void;
 
+/** Sees every value the hub publishes (null: a retained topic was cleared), in-process. */
+export type PublishTap = (topic: string, value: unknown) => void;
+
 /** Does an MQTT topic filter (with + and #) match a topic? */
 export function topicMatches(filter: string, topic: string): boolean {
   const f = filter.split('/');
@@ -43,6 +46,7 @@ export class ControlChannel {
   readonly topics: Topics;
   private client?: MqttClient;
   private readonly handlers: { filter: string; handler: Handler }[] = [];
+  private readonly taps = new Set<PublishTap>();
 
   constructor(
     private readonly options: ControlChannelOptions,
@@ -102,11 +106,32 @@ export class ControlChannel {
 
   publish(topic: string, value: unknown, options: { retain?: boolean; qos?: 0 | 1 } = {}): void {
     this.publishRaw(topic, encode(value), options);
+    this.tap(topic, value);
   }
 
   /** An empty retained payload clears the retained message of a topic. */
   clearRetained(topic: string): void {
     this.publishRaw(topic, Buffer.alloc(0), { retain: true });
+    this.tap(topic, null);
+  }
+
+  /**
+   * Calls `tap` with every value the hub publishes from now on (the web page's live
+   * updates forward the hub's own state topics: one source of truth). Returns the undo.
+   */
+  onPublish(tap: PublishTap): () => void {
+    this.taps.add(tap);
+    return () => this.taps.delete(tap);
+  }
+
+  private tap(topic: string, value: unknown): void {
+    for (const tap of this.taps) {
+      try {
+        tap(topic, value);
+      } catch (err) {
+        this.log.warn({ err, topic }, 'publish tap failed');
+      }
+    }
   }
 
   /** Refuses a message: an error event on the documented error topic. */

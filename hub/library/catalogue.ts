@@ -100,6 +100,17 @@ export interface EntryRow {
   metadata: TrackMetadata;
 }
 
+export interface BrowseQuery {
+  /** Words to find in title, artist, album or path (a substring, case-insensitive for ASCII). */
+  q?: string;
+  /** Exactly this artist (album artist where the tags have one). */
+  artist?: string;
+  album?: string;
+  status?: EntryStatus;
+  offset: number;
+  limit: number;
+}
+
 export interface ChunkLocation {
   file: string;
   offset: number;
@@ -345,6 +356,60 @@ export class Catalogue {
 
   cover(hash: Buffer): { mime: string; data: Buffer } | undefined {
     return cached(this.db, 'SELECT mime, data FROM covers WHERE hash = ?').get(hash) as { mime: string; data: Buffer } | undefined;
+  }
+
+  /**
+   * Live entries for browsing (web page, REST): filtered by a search over title, artist,
+   * album and path, by exact artist or album, or by status; ordered by artist, album,
+   * disc, track number and path; one page at a time.
+   */
+  browse(query: BrowseQuery): { entries: EntryRow[]; total: number } {
+    const where = ['e.removed = 0'];
+    const args: (string | number)[] = [];
+    const artist = `coalesce(json_extract(e.metadata, '$.albumArtist'), json_extract(e.metadata, '$.artist'), '')`;
+    if (query.q) {
+      const like = `%${query.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      where.push(
+        `(json_extract(e.metadata, '$.title') LIKE ? ESCAPE '\\' OR json_extract(e.metadata, '$.artist') LIKE ? ESCAPE '\\'` +
+          ` OR json_extract(e.metadata, '$.album') LIKE ? ESCAPE '\\' OR e.path LIKE ? ESCAPE '\\')`,
+      );
+      args.push(like, like, like, like);
+    }
+    if (query.artist !== undefined) {
+      where.push(`${artist} = ?`);
+      args.push(query.artist);
+    }
+    if (query.album !== undefined) {
+      where.push(`coalesce(json_extract(e.metadata, '$.album'), '') = ?`);
+      args.push(query.album);
+    }
+    if (query.status) {
+      where.push('e.status = ?');
+      args.push(query.status);
+    }
+    const filter = where.join(' AND ');
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM entries e WHERE ${filter}`).get(...args) as { n: number }).n;
+    const rows = this.db
+      .prepare(
+        `SELECT ${ENTRY_COLUMNS} FROM entries e JOIN roots r ON r.id = e.root_id WHERE ${filter}
+          ORDER BY ${artist} COLLATE NOCASE, coalesce(json_extract(e.metadata, '$.album'), '') COLLATE NOCASE,
+                   coalesce(json_extract(e.metadata, '$.discNo'), 0), coalesce(json_extract(e.metadata, '$.trackNo'), 0), e.path
+          LIMIT ? OFFSET ?`,
+      )
+      .all(...args, query.limit, query.offset) as RawEntry[];
+    return { entries: rows.map(toEntry), total };
+  }
+
+  /** Albums of playable live entries (album artist, else artist), with track count and a cover. */
+  albums(): { artist: string; album: string; tracks: number; coverEntryId: number | null }[] {
+    return cached(
+      this.db,
+      `SELECT coalesce(json_extract(metadata, '$.albumArtist'), json_extract(metadata, '$.artist'), '') AS artist,
+              coalesce(json_extract(metadata, '$.album'), '') AS album, COUNT(*) AS tracks,
+              MIN(CASE WHEN json_extract(metadata, '$.coverHash') IS NOT NULL THEN id END) AS coverEntryId
+         FROM entries WHERE removed = 0 AND status = 'ok'
+        GROUP BY 1, 2 ORDER BY 1 COLLATE NOCASE, 2 COLLATE NOCASE`,
+    ).all() as { artist: string; album: string; tracks: number; coverEntryId: number | null }[];
   }
 
   counts(): { live: number; ok: number; failed: number; unsupported: number; removed: number } {

@@ -172,6 +172,7 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
       playback: hb?.playback ?? null,
       clock: hb?.clock ?? null,
       kind: (cached(this.db, 'SELECT kind FROM nodes WHERE id = ?').get(row.id) as { kind?: NodeInfo['kind'] } | undefined)?.kind ?? 'native',
+      downloads: hb?.downloads ?? null,
     };
   }
 

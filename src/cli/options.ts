@@ -56,6 +56,7 @@ export const HUB_FLAGS: FlagBinding[] = [
   { flag: '--device-advertise-host <host>', path: ['devices', 'advertiseHost'], kind: 'string', help: 'host put in stream URLs for speakers (default: first non-loopback IPv4)' },
   { flag: '--device-seek-threshold <ms>', path: ['devices', 'seekThresholdMs'], kind: 'number', help: 'correct a speaker by seeking when it is off by more than this (default 60)' },
   { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
+  { flag: '--upload-max <bytes>', path: ['web', 'uploadMaxBytes'], kind: 'bytes', help: 'largest file the web page accepts for upload (default 1G)' },
 ];
 
 export const NODE_ENV: EnvBinding[] = [

@@ -119,6 +119,21 @@ export const hubConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** The web page's uploads (drag and drop into the library). */
+    web: z
+      .object({
+        /** Largest file a user may upload, in bytes. */
+        uploadMaxBytes: byteSize.min(1).default(1024 * 1024 * 1024),
+        /** Folder inside the first library folder that uploads land in ('' for the library folder itself). */
+        uploadFolder: z
+          .string()
+          .max(200)
+          .regex(/^(?!.*(^|\/)\.\.?(\/|$))[^\u0000]*$/, 'a relative folder without . or .. parts')
+          .refine((s) => !s.startsWith('/'), 'must be relative to the library folder')
+          .default('Uploads'),
+      })
+      .strict()
+      .prefault({}),
     logLevel: logLevel.default('info'),
   })
   .strict();

@@ -11,6 +11,7 @@ import {
   welcomeSchema,
   type Availability,
   type ClockQuality,
+  type DownloadProgress,
   type Heartbeat,
   type Holdings,
   type JoinRequest,
@@ -41,6 +42,8 @@ export interface NodeStatus {
   /** What the player does now (idle until a group plays). */
   playback?(): NodePlayback;
   clock(): ClockQuality;
+  /** The library download running now (or the last one), for the web page's progress. */
+  downloads?(): DownloadProgress;
 }
 
 interface AgentEvents {
@@ -163,6 +166,7 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
         playback: this.status.playback?.() ?? this.playback,
         clock: this.status.clock(),
         volume: this.volume,
+        downloads: this.status.downloads?.(),
       };
     } catch (err) {
       // The store is closing (stop in progress): skip this beat.

@@ -1,6 +1,7 @@
 import type { Logger } from '../log.js';
 import type { LibraryClient } from '../protocol/data-plane.js';
 import type { ChangesReply__Output } from '../generated/firefly/v1/ChangesReply.js';
+import type { DownloadProgress } from '../protocol/schemas.js';
 import type { TrackManifest__Output } from '../generated/firefly/v1/TrackManifest.js';
 import { emptySwarmStats, type SwarmFetcher, type SwarmStats, type SwarmTrack } from '../transfer/swarm-fetcher.js';
 import type { ChunkStore } from './chunk-store.js';
@@ -38,6 +39,8 @@ export class LibrarySync {
   private again = false;
   /** The current and upcoming tracks (content ids): fetched under prefetch 'queue', never evicted. */
   private queue: Buffer[] = [];
+  /** The chunk fetch running now (its stats fill in as chunks arrive) or the last one. */
+  private download?: { active: boolean; chunksWanted: number; bytesWanted: number; stats: SwarmStats };
 
   constructor(
     private readonly library: LibraryClient,
@@ -68,6 +71,14 @@ export class LibrarySync {
     const out = new Set<string>();
     for (const id of this.queue) for (const c of this.mirror.manifest(id)?.chunks ?? []) out.add(c.hash.toString('hex'));
     return out;
+  }
+
+  /** What the running (or last) sync fetches and has fetched: the heartbeat carries it. */
+  progress(): DownloadProgress {
+    const d = this.download;
+    if (!d) return { active: false, chunksWanted: 0, chunksDone: 0, bytesWanted: 0, bytesDone: 0 };
+    const chunksDone = Math.min(d.chunksWanted, d.stats.chunksStored);
+    return { active: d.active, chunksWanted: d.chunksWanted, chunksDone, bytesWanted: d.bytesWanted, bytesDone: Math.min(d.bytesWanted, d.stats.bytesReceived) };
   }
 
   /** Resolves once no sync is running (used before closing the database). */
@@ -126,18 +137,29 @@ export class LibrarySync {
     let failed: Buffer[] = [];
     const prefetch = this.options.prefetch === 'all' ? contents : this.options.prefetch === 'queue' ? this.queue : [];
     const tracks: SwarmTrack[] = [];
+    let bytesWanted = 0;
     for (const contentId of prefetch) {
       const m = this.mirror.manifest(contentId);
       if (!m) continue;
       const chunks = m.chunks.filter((c) => !this.store.has(c.hash));
       if (chunks.length === 0) continue;
       tracks.push({ contentId, chunks: m.chunks });
-      for (const c of chunks) wantedKeys.add(c.hash.toString('hex'));
+      for (const c of chunks) {
+        const key = c.hash.toString('hex');
+        if (!wantedKeys.has(key)) bytesWanted += c.size;
+        wantedKeys.add(key);
+      }
     }
     const wanted = wantedKeys.size;
     if (tracks.length > 0) {
+      // The fetcher fills `stats` in as chunks arrive: progress() reads it live.
+      this.download = { active: true, chunksWanted: wanted, bytesWanted, stats };
       // The whole library: rarest first spreads the chunks over the swarm; the queue: in playback order.
-      ({ failed, stats } = await this.fetcher.fetch(tracks, { order: this.options.prefetch === 'queue' ? 'sequential' : 'rarest' }));
+      try {
+        ({ failed, stats } = await this.fetcher.fetch(tracks, { order: this.options.prefetch === 'queue' ? 'sequential' : 'rarest' }, stats));
+      } finally {
+        this.download.active = false;
+      }
       if (failed.length > 0) this.log.warn({ failed: failed.length, wanted }, 'some chunks could not be fetched; the next sync tries again');
     }
     const evicted = this.store.evict(this.options.budgetBytes, this.pinned());

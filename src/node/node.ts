@@ -111,6 +111,7 @@ export class FireflyNode {
         libraryVersion: () => this.mirror.version(),
         storeUsage: () => ({ ...this.store.usage(), budgetBytes: config.store.budgetBytes }),
         clock: () => this.clockSync.quality(),
+        downloads: () => this.sync.progress(),
         playback: () => this.player?.status() ?? { state: 'idle', trackId: null, positionMs: null },
       },
       log.child({ module: 'agent' }),

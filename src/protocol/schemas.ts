@@ -103,6 +103,17 @@ export const clockQualitySchema = z.object({
 });
 export type ClockQuality = z.infer<typeof clockQualitySchema>;
 
+/** A node's library download: what the sync running now (or the last one) wants and has fetched. */
+export const downloadProgressSchema = z.object({
+  /** A sync is fetching chunks right now. */
+  active: z.boolean(),
+  chunksWanted: z.int().min(0),
+  chunksDone: z.int().min(0),
+  bytesWanted: z.number().min(0),
+  bytesDone: z.number().min(0),
+});
+export type DownloadProgress = z.infer<typeof downloadProgressSchema>;
+
 export const heartbeatSchema = z.object({
   seq: z.int().min(0),
   at: timestamp,
@@ -113,6 +124,8 @@ export const heartbeatSchema = z.object({
   playback: nodePlaybackSchema,
   clock: clockQualitySchema,
   volume,
+  /** Optional: nodes before this field send none. */
+  downloads: downloadProgressSchema.optional(),
 });
 export type Heartbeat = z.infer<typeof heartbeatSchema>;
 
@@ -130,6 +143,7 @@ export const nodeInfoSchema = z.object({
   clock: clockQualitySchema.nullable(),
   /** Native node, or a Chromecast or Sonos speaker the hub plays through (absent: native). */
   kind: z.enum(PLAYER_KINDS).optional(),
+  downloads: downloadProgressSchema.nullable().optional(),
 });
 export type NodeInfo = z.infer<typeof nodeInfoSchema>;
 
