@@ -21,6 +21,8 @@ import type { Db } from '../src/storage/sqlite.js';
 import { HttpServer } from './http/server.js';
 import { SOFTWARE_VERSION } from '../src/version.js';
 import { PROTOCOL_VERSION } from '../src/protocol/schemas.js';
+import { HubSecurity } from './security/security.js';
+import { installHttpAuth } from './http/auth.js';
 
 /**
  * The hub's composition root: it builds the shared parts (catalogue) and hands them to
@@ -51,6 +53,8 @@ export class Hub {
   readonly advertiser?: Advertiser;
   /** Web page, REST API, live updates, cover art and device streams (port 8081). */
   readonly http: HttpServer;
+  /** Credentials, TLS and rate limits (hub/security/). */
+  readonly security: HubSecurity;
   private started: { stop(): Promise<void> }[] = [];
 
   constructor(
@@ -59,6 +63,8 @@ export class Hub {
   ) {
     const dataDir = resolve(config.dataDir);
     mkdirSync(dataDir, { recursive: true });
+    this.security = new HubSecurity(config, dataDir, log.child({ module: 'security' }));
+    const security = this.security;
     this.catalogue = Catalogue.inDataDir(dataDir);
     this.library = new Library(
       this.catalogue,
@@ -74,7 +80,7 @@ export class Hub {
       log.child({ module: 'library' }),
     );
     const transit = new TransitLog();
-    this.dataPlane = new DataPlaneServer(this.catalogue, config.grpc, log.child({ module: 'grpc' }), (file) => this.library.rescanFile(file), {
+    this.dataPlane = new DataPlaneServer(this.catalogue, { ...config.grpc, interceptors: security.grpcInterceptors(), tls: security.tls }, log.child({ module: 'grpc' }), (file) => this.library.rescanFile(file), {
       sources: (contentIds) => this.holdings.sources(contentIds),
       transit: (node, hashes) => transit.begin(node, hashes),
       elsewhere: (node, hash) => this.holdings.elsewhere(node, hash),
@@ -83,9 +89,33 @@ export class Hub {
     this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port }, log.child({ module: 'clock' }));
     this.db = openHubDb(dataDir);
     const mqtt = config.mqtt;
-    if (!mqtt.url) this.broker = new EmbeddedBroker({ host: mqtt.host, port: mqtt.port, username: mqtt.username, password: mqtt.password }, log.child({ module: 'broker' }));
+    if (!mqtt.url) {
+      this.broker = new EmbeddedBroker(
+        {
+          host: mqtt.host,
+          port: mqtt.port,
+          username: mqtt.username,
+          password: mqtt.password,
+          credentials: security.credentials,
+          topicPrefix: mqtt.topicPrefix,
+          tls: security.tls,
+          publishesPerSecond: security.authOn ? config.security.mqttPublishesPerSecond : 0,
+        },
+        log.child({ module: 'broker' }),
+      );
+    }
+    // The hub's own client: an external broker's user, else (auth on) the hub's own credential.
+    const own = mqtt.url || mqtt.username ? undefined : security.hubToken();
     this.channel = new ControlChannel(
-      { url: () => mqtt.url ?? this.broker!.url, username: mqtt.username, password: mqtt.password, topicPrefix: mqtt.topicPrefix, software: SOFTWARE_VERSION },
+      {
+        url: () => mqtt.url ?? this.broker!.url,
+        username: mqtt.username ?? own?.user,
+        password: mqtt.password ?? own?.secret,
+        topicPrefix: mqtt.topicPrefix,
+        software: SOFTWARE_VERSION,
+        // Its own embedded broker, reached on loopback: the certificate names the LAN host, not 127.0.0.1.
+        tls: !mqtt.url && security.tls ? { rejectUnauthorized: false } : undefined,
+      },
       log.child({ module: 'mqtt' }),
     );
     this.commands = new CommandRouter(this.channel, log.child({ module: 'commands' }));
@@ -93,14 +123,16 @@ export class Hub {
       this.db,
       this.channel,
       this.commands,
-      { heartbeatTimeoutMs: config.nodes.heartbeatTimeoutSeconds * 1000, libraryVersion: () => this.catalogue.version() },
+      { heartbeatTimeoutMs: config.nodes.heartbeatTimeoutSeconds * 1000, libraryVersion: () => this.catalogue.version(), swarmToken: security.swarmToken() },
       log.child({ module: 'registry' }),
     );
     this.holdings = new HoldingsMap(this.channel, this.registry, this.catalogue, transit, log.child({ module: 'swarm' }));
     this.groups = new Groups(this.db, this.channel, this.commands, this.registry, log.child({ module: 'groups' }));
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
-    this.http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ module: 'http' }));
+    this.http = new HttpServer({ host: config.http.host, port: config.http.port, https: security.tls }, log.child({ module: 'http' }));
+    // Before any route plugin: the login and rate limit cover every route.
+    installHttpAuth(this.http.app, { credentials: security.credentials, requestsPerSecond: security.authOn ? config.security.httpRequestsPerSecond : 0, secure: Boolean(security.tls), log: log.child({ module: 'http-auth' }) });
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(
         {

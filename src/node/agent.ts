@@ -32,6 +32,8 @@ export interface ControlAgentOptions {
   heartbeatSeconds: number;
   uuid: string;
   name: string;
+  /** For an mqtts:// broker: the CA to trust (else the system's). */
+  tls?: { ca?: Buffer };
 }
 
 /** What the heartbeat reports, read from the node's parts each time. */
@@ -94,13 +96,19 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
         password: this.options.password,
         clientId: `firefly-node-${uuid}`.slice(0, 64),
         keepaliveSeconds: this.options.keepaliveSeconds,
+        tls: this.options.tls,
         will: { topic: t.nodeAvailability(uuid), payload: encode(offline), qos: 1, retain: true },
       },
       (message) => this.log.warn(message),
     );
     this.client = client;
     let lastError = '';
-    client.on('error', (err) => (lastError = err.message));
+    client.on('error', (err) => {
+      lastError = err.message;
+      // CONNACK 4/5: bad user name or password / not authorized.
+      const code = (err as { code?: number }).code;
+      if (code === 4 || code === 5) this.log.error({ url: this.options.url, user: this.options.username ?? null }, 'the broker refused this node\'s credentials: give it a token from `firefly ctl credentials add-node` on the hub machine (setting security.token, FIREFLY_TOKEN)');
+    });
     client.on('connect', () => {
       this.log.info({ url: this.options.url }, 'connected to the control plane');
       const online: Availability = { state: 'online', uuid, name, at: Date.now() };

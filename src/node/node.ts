@@ -4,7 +4,9 @@ import { DEFAULT_GRPC_PORT } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { chunksClient, grpcAddress, libraryClient, type ChunksClient, type LibraryClient } from '../protocol/data-plane.js';
 import type { Db } from '../storage/sqlite.js';
-import { brokerUrl, hostOf } from '../protocol/mqtt-client.js';
+import { brokerUrl, hostOf, tlsUrl } from '../protocol/mqtt-client.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { formatToken, nodeUuidOf, parseToken, readPem, serverAuth, type ClientAccess } from '../protocol/access.js';
 import type { HubClock } from '../clock/hub-clock.js';
 import { SimulatedClock, systemClock, type LocalClock } from '../clock/local-clock.js';
 import { ClockSync } from './clock-sync.js';
@@ -57,6 +59,8 @@ export class FireflyNode {
   private readonly chunksClient: ChunksClient;
   private timer?: NodeJS.Timeout;
   private stopped = false;
+  /** With credentials on: what peers present to this node's chunk server and it to theirs (from the hub's welcome). */
+  private swarmToken?: string;
 
   constructor(
     /** The hub must be known by now: the CLI finds it over mDNS first when none was given (discovery.ts). */
@@ -64,7 +68,12 @@ export class FireflyNode {
     readonly log: Logger,
   ) {
     const dataDir = resolve(config.dataDir);
-    this.identity = loadIdentity(dataDir);
+    const token = nodeToken(config.security.token);
+    this.identity = loadIdentity(dataDir, token && nodeUuidOf(token.user));
+    const { caFile } = config.security;
+    const tls = config.security.tls || caFile ? { ca: caFile ? readPem(caFile, 'security.caFile') : undefined } : undefined;
+    const tokenText = token && formatToken(token);
+    const hubAccess: ClientAccess = { token: () => tokenText, tls };
     this.db = openNodeDb(dataDir);
     this.store = new ChunkStore(this.db, dataDir, config.store.fsync);
     this.mirror = new LibraryMirror(this.db);
@@ -73,9 +82,18 @@ export class FireflyNode {
     this.clockSync = new ClockSync(this.clock, { host: hostOf(config.hub), port: config.clock.port }, log.child({ module: 'clock' }));
     this.hubClock = this.clockSync.hubClock;
     const address = grpcAddress(config.hub, DEFAULT_GRPC_PORT);
-    this.libraryClient = libraryClient(address);
-    this.chunksClient = chunksClient(address);
-    this.chunkServer = new ChunkServer(this.store, { host: config.serve.host, port: config.serve.port, corrupt: config.sim.corruptServing }, log.child({ module: 'serve' }));
+    this.libraryClient = libraryClient(address, undefined, hubAccess);
+    this.chunksClient = chunksClient(address, undefined, hubAccess);
+    // With credentials, peers must present the swarm token the hub gave this node; until it came, no one is served.
+    const peerGate = token
+      ? [
+          serverAuth((presented) =>
+            this.swarmToken && presented === `swarm:${this.swarmToken}` ? undefined : { code: grpcStatus.UNAUTHENTICATED, details: 'this node serves only peers of its hub (swarm token)' },
+          ),
+        ]
+      : [];
+    const peerToken = () => (this.swarmToken ? `swarm:${this.swarmToken}` : undefined);
+    this.chunkServer = new ChunkServer(this.store, { host: config.serve.host, port: config.serve.port, corrupt: config.sim.corruptServing, interceptors: peerGate }, log.child({ module: 'serve' }));
     this.swarm = new SwarmFetcher(
       this.chunksClient,
       (contentIds) =>
@@ -83,7 +101,7 @@ export class FireflyNode {
           this.libraryClient.Sources({ contentIds }, { deadline: Date.now() + 5000 }, (err, res) => (err ? fail(err) : ok(res!))),
         ).then((r) => r.sources),
       this.store,
-      { ...DEFAULT_SWARM, self: this.identity.uuid, peers: config.sync.peers, chunksPerCall: config.sync.batchChunks },
+      { ...DEFAULT_SWARM, self: this.identity.uuid, peers: config.sync.peers, chunksPerCall: config.sync.batchChunks, peerClient: (peer) => chunksClient(peer, undefined, { token: peerToken }) },
       log.child({ module: 'swarm' }),
       (contents) => this.holdings.changed(contents),
     );
@@ -98,9 +116,11 @@ export class FireflyNode {
     this.agent = new ControlAgent(
       {
         // The broker is on the hub's host unless told otherwise.
-        url: brokerUrl(config.mqtt.url ?? hostOf(config.hub)),
-        username: config.mqtt.username,
-        password: config.mqtt.password,
+        url: tls ? tlsUrl(brokerUrl(config.mqtt.url ?? hostOf(config.hub))) : brokerUrl(config.mqtt.url ?? hostOf(config.hub)),
+        // An external broker's own user wins; else the node's credential.
+        username: config.mqtt.username ?? token?.user,
+        password: config.mqtt.username ? config.mqtt.password : (token?.secret ?? config.mqtt.password),
+        tls,
         topicPrefix: config.mqtt.topicPrefix,
         keepaliveSeconds: config.mqtt.keepaliveSeconds,
         heartbeatSeconds: config.mqtt.heartbeatSeconds,
@@ -123,7 +143,10 @@ export class FireflyNode {
       log.child({ module: 'holdings' }),
     );
     // After every welcome (first join, broker or hub restart) the hub hears everything again.
-    this.agent.on('welcome', () => this.holdings.snapshot());
+    this.agent.on('welcome', (welcome) => {
+      this.swarmToken = welcome.swarmToken;
+      this.holdings.snapshot();
+    });
     // The group's current and next track: pinned, and what prefetch 'queue' fetches.
     this.agent.on('player', (command) => {
       if (command.command === 'prepare') this.sync.setQueue([command.track, ...(command.next ? [command.next] : [])].map((t) => Buffer.from(t.contentId, 'hex')));
@@ -203,4 +226,12 @@ export class FireflyNode {
     this.chunksClient.close();
     this.db.close();
   }
+}
+
+/** The node credential of a `security.token` setting; an error naming the setting when it is not one. */
+function nodeToken(text: string | undefined): ReturnType<typeof parseToken> {
+  if (text === undefined) return undefined;
+  const token = parseToken(text);
+  if (!token || !nodeUuidOf(token.user)) throw new Error('setting security.token (--token, FIREFLY_TOKEN): expected a node credential node:<uuid>:<secret>, as `firefly ctl credentials add-node` prints it');
+  return token;
 }

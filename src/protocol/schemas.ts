@@ -295,6 +295,8 @@ export const welcomeSchema = z.object({
   volume,
   group: groupStateSchema.nullable(),
   libraryVersion: z.int().min(0),
+  /** With credentials on: what this node presents to its peers' chunk servers, and requires from them. */
+  swarmToken: z.string().min(1).max(128).optional(),
 });
 export type Welcome = z.infer<typeof welcomeSchema>;
 
