@@ -167,7 +167,7 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
         at: Date.now(),
         nodeId: this.nodeId,
         libraryVersion: this.status.libraryVersion(),
-        store: { chunks: usage.chunks, bytes: usage.bytes, budgetBytes: usage.budgetBytes },
+        store: { chunks: usage.chunks, bytes: usage.bytes, budgetBytes: usage.budgetBytes, ...(usage.full ? { full: true } : {}) },
         playback: this.status.playback?.() ?? this.playback,
         clock: this.status.clock(),
         volume: this.volume,

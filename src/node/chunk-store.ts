@@ -28,6 +28,18 @@ export interface StoreUsage {
   bytes: number;
 }
 
+/** The disk (or the index's database) is full: nothing more can be kept until space is freed. */
+export class StoreFullError extends Error {
+  constructor(cause: Error) {
+    super(`the chunk store's disk is full (${(cause as NodeJS.ErrnoException).code ?? cause.message}): keeping what it holds; free space or lower store.budgetBytes`, { cause });
+  }
+}
+
+function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+}
+
 /**
  * A content-addressed chunk store: each chunk is one file named by its SHA-256 under
  * a two-level fan-out, indexed in the node's SQLite. Chunks are verified before they are
@@ -39,6 +51,8 @@ export class ChunkStore {
   private readonly root: string;
   private readonly tmp: string;
   private clock = 0;
+  /** Since when (ms) writes fail for lack of space; undefined while they succeed. Reported in the heartbeat. */
+  fullSince?: number;
 
   constructor(
     private readonly db: Db,
@@ -100,16 +114,26 @@ export class ChunkStore {
     const final = this.pathOf(hash);
     mkdirSync(join(final, '..'), { recursive: true });
     const tmp = join(this.tmp, `${hash.toString('hex')}.${randomBytes(4).toString('hex')}`);
-    const fd = openSync(tmp, 'w');
     try {
-      let off = 0;
-      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-      if (this.fsync) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(tmp, 'w');
+      try {
+        let off = 0;
+        while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+        if (this.fsync) fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, final);
+      // Only now, with the whole chunk in place, does the index name it.
+      cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+    } catch (err) {
+      // A partial temporary file is never renamed; one renamed but not indexed is an orphan no read can reach.
+      rmSync(tmp, { force: true });
+      if (!isDiskFull(err)) throw err;
+      this.fullSince ??= Date.now();
+      throw new StoreFullError(err as Error);
     }
-    renameSync(tmp, final);
-    cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+    this.fullSince = undefined;
   }
 
   /** The chunk's bytes, verified; undefined if absent or found damaged (then it is dropped). Marks it used. */

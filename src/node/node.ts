@@ -129,7 +129,7 @@ export class FireflyNode {
       },
       {
         libraryVersion: () => this.mirror.version(),
-        storeUsage: () => ({ ...this.store.usage(), budgetBytes: config.store.budgetBytes }),
+        storeUsage: () => ({ ...this.store.usage(), budgetBytes: config.store.budgetBytes, full: this.store.fullSince !== undefined }),
         clock: () => this.clockSync.quality(),
         playback: () => this.player?.status() ?? { state: 'idle', trackId: null, positionMs: null },
       },
@@ -177,10 +177,14 @@ export class FireflyNode {
     try {
       const report = await this.sync.sync();
       if (report.evictedChunks > 0) this.holdings.snapshot();
+      if (this.store.fullSince !== undefined) {
+        this.log.error({ since: new Date(this.store.fullSince).toISOString(), store: this.store.usage(), dataDir: this.config.dataDir }, 'disk full: the chunk store keeps and plays what it holds but cannot fetch more; free space or lower store.budgetBytes');
+      }
       this.log.info({ ...report, store: this.store.usage() }, 'sync complete');
       return report;
     } catch (err) {
       this.log.warn({ err: (err as Error).message, hub: this.config.hub }, 'sync failed; will retry');
+      if (this.store.fullSince !== undefined) this.log.error({ store: this.store.usage(), dataDir: this.config.dataDir }, 'disk full: the chunk store keeps and plays what it holds but cannot fetch more; free space or lower store.budgetBytes');
       return undefined;
     }
   }

@@ -75,6 +75,8 @@ export const storeUsageSchema = z.object({
   chunks: z.int().min(0),
   bytes: z.int().min(0),
   budgetBytes: z.int().min(0),
+  /** The node's disk is full: it keeps (and plays) what it holds but cannot fetch more. */
+  full: z.boolean().optional(),
 });
 export type StoreUsage = z.infer<typeof storeUsageSchema>;
 
