@@ -64,6 +64,8 @@ export class ChunkStore {
      * bounds how fast chunks arrive (setting store.fsync).
      */
     private readonly fsync = true,
+    /** Told once each time the disk fills (the node logs it; the heartbeat carries `full` until a write succeeds again). */
+    private readonly onFull: (err: StoreFullError) => void = () => {},
   ) {
     this.root = join(dir, 'chunks');
     this.tmp = join(dir, 'chunks', 'tmp');
@@ -130,8 +132,12 @@ export class ChunkStore {
       // A partial temporary file is never renamed; one renamed but not indexed is an orphan no read can reach.
       rmSync(tmp, { force: true });
       if (!isDiskFull(err)) throw err;
-      this.fullSince ??= Date.now();
-      throw new StoreFullError(err as Error);
+      const full = new StoreFullError(err as Error);
+      if (this.fullSince === undefined) {
+        this.fullSince = Date.now();
+        this.onFull(full);
+      }
+      throw full;
     }
     this.fullSince = undefined;
   }
@@ -171,9 +177,14 @@ export class ChunkStore {
   /** Marks chunks as just used (played or fetched), for least-recently-used eviction. */
   touch(hashes: readonly Buffer[]): void {
     const stamp = cached(this.db, 'UPDATE chunks SET last_used = ? WHERE hash = ?');
-    this.db.transaction(() => {
-      for (const h of hashes) stamp.run(this.tick(), h);
-    })();
+    try {
+      this.db.transaction(() => {
+        for (const h of hashes) stamp.run(this.tick(), h);
+      })();
+    } catch (err) {
+      // The use stamp only orders eviction: on a full disk, playing what the store holds matters more.
+      if (!isDiskFull(err)) throw err;
+    }
   }
 
   usage(): StoreUsage {

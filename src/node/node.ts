@@ -75,7 +75,9 @@ export class FireflyNode {
     const tokenText = token && formatToken(token);
     const hubAccess: ClientAccess = { token: () => tokenText, tls };
     this.db = openNodeDb(dataDir);
-    this.store = new ChunkStore(this.db, dataDir, config.store.fsync);
+    this.store = new ChunkStore(this.db, dataDir, config.store.fsync, (err) =>
+      log.error({ err: err.message, store: this.store.usage(), dataDir }, 'disk full: the chunk store keeps and plays what it holds but cannot fetch more; free space or lower store.budgetBytes'),
+    );
     this.mirror = new LibraryMirror(this.db);
     const { clockOffsetSeconds, clockSkewPpm } = config.sim;
     this.clock = clockOffsetSeconds || clockSkewPpm ? new SimulatedClock(clockOffsetSeconds, clockSkewPpm) : systemClock;
@@ -177,14 +179,10 @@ export class FireflyNode {
     try {
       const report = await this.sync.sync();
       if (report.evictedChunks > 0) this.holdings.snapshot();
-      if (this.store.fullSince !== undefined) {
-        this.log.error({ since: new Date(this.store.fullSince).toISOString(), store: this.store.usage(), dataDir: this.config.dataDir }, 'disk full: the chunk store keeps and plays what it holds but cannot fetch more; free space or lower store.budgetBytes');
-      }
       this.log.info({ ...report, store: this.store.usage() }, 'sync complete');
       return report;
     } catch (err) {
       this.log.warn({ err: (err as Error).message, hub: this.config.hub }, 'sync failed; will retry');
-      if (this.store.fullSince !== undefined) this.log.error({ store: this.store.usage(), dataDir: this.config.dataDir }, 'disk full: the chunk store keeps and plays what it holds but cannot fetch more; free space or lower store.budgetBytes');
       return undefined;
     }
   }
