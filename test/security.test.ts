@@ -332,6 +332,20 @@ describe('security: a hub with credentials on', () => {
     assert.ok(codes.every((c) => c === 429 || c === 401));
   });
 
+  test('MQTT: a client publishing faster than the limit (200/s) is disconnected; the hub stays up', async () => {
+    const c = connect(broker.url, { username: controller.user, password: controller.password, reconnectPeriod: 0, protocolVersion: 4 });
+    await new Promise((r) => c.once('connect', r));
+    const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+    const t = new Topics(broker.prefix);
+    for (let i = 0; i < 2000; i++) c.publish(t.command('stop'), '{}', { qos: 0 });
+    await closed;
+    assert.ok(hub.proc.logs.some((l) => l.msg === 'MQTT client disconnected: publishing faster than allowed'));
+    // Others are not affected.
+    const { code, client } = await tryConnect(broker.url, controller.user, controller.password);
+    client.end(true);
+    assert.equal(code, null);
+  });
+
   test('revoking a controller refuses it from then on', async () => {
     const other = (await credentialsCli(['add-controller', 'revoked-one', '--data-dir', hub.dataDir])) as { user: string; password: string; token: string };
     let r = await tryConnect(broker.url, other.user, other.password);
