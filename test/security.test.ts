@@ -9,7 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { stat, readFile } from 'node:fs/promises';
+import { mkdir, stat, readFile, symlink, writeFile } from 'node:fs/promises';
+import { childPath } from '../hub/security/paths.js';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -131,6 +132,20 @@ describe('security: pure parts', () => {
     const over = frame(1001);
     assert.equal(big.accept(over.subarray(0, 2)) && big.accept(over.subarray(2, 3)), false, 'refused as soon as the length is read');
     assert.equal(new MqttFrameLimit(1 << 30).accept(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])), false, 'a five-byte length is malformed');
+  });
+
+  test('names from clients never lead outside their folder', async () => {
+    const root = await tempDir('firefly-paths-');
+    await mkdir(join(root, 'sub'));
+    await writeFile(join(root, 'sub', 'ok.txt'), 'x');
+    await symlink('/etc', join(root, 'escape'));
+    assert.deepEqual(childPath(root, 'sub/ok.txt', { followLinks: true }), { ok: true, path: join(root, 'sub', 'ok.txt') });
+    for (const bad of ['', '..', '../x', 'sub/../../x', '/etc/passwd', 'a\\..\\b', '%2e%2e/x', 'sub/%2F..', 'x\u0000y', './x', 'sub/./ok.txt', 'x'.repeat(2000)]) {
+      const r = childPath(root, bad);
+      assert.equal(r.ok, false, JSON.stringify(bad));
+      if (!r.ok) assert.ok(r.message.length > 0);
+    }
+    assert.equal(childPath(root, 'escape/passwd', { followLinks: true }).ok, false, 'a link out of the folder');
   });
 
   test('the rate limiter allows a burst, then the rate, per key', () => {
