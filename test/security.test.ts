@@ -23,7 +23,7 @@ import { parseToken, peerHost } from '../src/protocol/access.js';
 import { Topics } from '../src/protocol/topics.js';
 import { BrokerPermissions } from '../hub/broker/permissions.js';
 import { MqttFrameLimit } from '../hub/broker/frame-limit.js';
-import { RateLimiter } from '../hub/security/rate-limit.js';
+import { RateLimiter } from '../src/transfer/rate-limit.js';
 import { authRequired } from '../hub/security/security.js';
 import { makeTrack } from './helpers/audio.js';
 import { CLI, cleanup, firefly, freePort, tempDir } from './helpers/processes.js';

@@ -4,7 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from '../../src/log.js';
 import type { Credentials, Principal } from '../security/credentials.js';
-import { RateLimiter } from '../security/rate-limit.js';
+import { RateLimiter } from '../../src/transfer/rate-limit.js';
 import { BrokerPermissions } from './permissions.js';
 import { MqttFrameLimit } from './frame-limit.js';
 

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Logger } from '../../src/log.js';
 import { fromBearer } from '../../src/protocol/access.js';
 import type { Credentials, Principal } from '../security/credentials.js';
-import { RateLimiter } from '../security/rate-limit.js';
+import { RateLimiter } from '../../src/transfer/rate-limit.js';
 
 export const SESSION_COOKIE = 'firefly_session';
 const SESSION_DAYS = 30;

@@ -4,7 +4,7 @@ import type { Logger } from '../../src/log.js';
 import { readPem, serverAuth, peerHost, type AccessToken } from '../../src/protocol/access.js';
 import { isLoopbackHost } from '../discovery/advertiser.js';
 import { Credentials, type Principal } from './credentials.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter } from '../../src/transfer/rate-limit.js';
 import type { ServerInterceptor } from '@grpc/grpc-js';
 
 /** Does this hub need credentials? `auto`: yes as soon as any listener is reachable beyond loopback. */

@@ -6,7 +6,8 @@ import { chunksClient, grpcAddress, libraryClient, type ChunksClient, type Libra
 import type { Db } from '../storage/sqlite.js';
 import { brokerUrl, hostOf, tlsUrl } from '../protocol/mqtt-client.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { formatToken, nodeUuidOf, parseToken, readPem, serverAuth, type ClientAccess } from '../protocol/access.js';
+import { formatToken, nodeUuidOf, parseToken, peerHost, readPem, serverAuth, type ClientAccess } from '../protocol/access.js';
+import { RateLimiter } from '../transfer/rate-limit.js';
 import type { HubClock } from '../clock/hub-clock.js';
 import { SimulatedClock, systemClock, type LocalClock } from '../clock/local-clock.js';
 import { ClockSync } from './clock-sync.js';
@@ -24,6 +25,9 @@ import { ChunkServer } from './chunk-server.js';
 import { HoldingsAnnouncer } from './holdings-announcer.js';
 import { DEFAULT_SWARM, SwarmFetcher } from '../transfer/swarm-fetcher.js';
 import type { SourcesReply__Output } from '../generated/firefly/v1/SourcesReply.js';
+
+/** With credentials on: Fetch calls per second one peer address may start at this node's chunk server (bursts of twice that). */
+const PEER_CALLS_PER_SECOND = 500;
 
 /** What the player decodes to and writes: tracks of other rates are resampled by the decoder. */
 const PLAYBACK_FORMAT = { sampleRate: 48000, channels: 2 };
@@ -87,11 +91,13 @@ export class FireflyNode {
     this.libraryClient = libraryClient(address, undefined, hubAccess);
     this.chunksClient = chunksClient(address, undefined, hubAccess);
     // With credentials, peers must present the swarm token the hub gave this node; until it came, no one is served.
+    const peerRate = new RateLimiter(PEER_CALLS_PER_SECOND, PEER_CALLS_PER_SECOND * 2);
     const peerGate = token
       ? [
-          serverAuth((presented) =>
-            this.swarmToken && presented === `swarm:${this.swarmToken}` ? undefined : { code: grpcStatus.UNAUTHENTICATED, details: 'this node serves only peers of its hub (swarm token)' },
-          ),
+          serverAuth((presented, peer) => {
+            if (!peerRate.allow(peerHost(peer))) return { code: grpcStatus.RESOURCE_EXHAUSTED, details: `too many calls from ${peerHost(peer)}` };
+            return this.swarmToken && presented === `swarm:${this.swarmToken}` ? undefined : { code: grpcStatus.UNAUTHENTICATED, details: 'this node serves only peers of its hub (swarm token)' };
+          }),
         ]
       : [];
     const peerToken = () => (this.swarmToken ? `swarm:${this.swarmToken}` : undefined);
