@@ -16,7 +16,7 @@ import { connect } from 'mqtt';
 import type { ErrorEvent, GroupList, NodeList } from '../src/protocol/schemas.js';
 import { tokenInterceptor } from '../src/protocol/access.js';
 import { makeTrack } from './helpers/audio.js';
-import { hostileCommands } from './helpers/control-plane-suite.js';
+import { hostileCommands, prng } from './helpers/control-plane-suite.js';
 import { CLI, cleanup, freePort, hubChanges, tempDir, waitFor } from './helpers/processes.js';
 import { embeddedBroker, Observer, startControlHub, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
 import { execFile } from 'node:child_process';
@@ -25,16 +25,6 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const CASES = 10_000;
 
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // --- a little protobuf writer, so the fuzzer can send what no well-behaved client would ---
 function varint(n: bigint): Buffer {

@@ -20,21 +20,11 @@ import { openNodeDb } from '../src/node/node-db.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode } from './helpers/control-plane.js';
 import { readMeasure } from './helpers/measure.js';
+import { prng } from './helpers/control-plane-suite.js';
 import { cleanup, ctlLibrary, firefly, startHub, syncOnce, tempDir, verifyNodeCopies, waitFor } from './helpers/processes.js';
 
 const run = promisify(execFile);
 
-/** Deterministic pseudo-random numbers (mulberry32), so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Reads a node's store straight from disk, without the store's own code (which would

@@ -1,9 +1,8 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { timingSafeEqual } from 'node:crypto';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from '../../src/log.js';
-import type { Credentials, Principal } from '../security/credentials.js';
+import { sameSecret, type Credentials, type Principal } from '../security/credentials.js';
 import { RateLimiter } from '../../src/transfer/rate-limit.js';
 import { BrokerPermissions } from './permissions.js';
 import { MqttFrameLimit } from './frame-limit.js';
@@ -28,12 +27,6 @@ export interface EmbeddedBrokerOptions {
 
 /** Largest MQTT packet by default: well over any Firefly message (64 KiB), far under what a length field allows. */
 export const DEFAULT_MAX_PACKET_BYTES = 256 * 1024;
-
-function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
 
 function refused(message: string, returnCode: 4 | 5): AuthenticateError {
   const err = new Error(message) as AuthenticateError;

@@ -1,9 +1,9 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Logger } from '../../src/log.js';
 import { fromBearer } from '../../src/protocol/access.js';
-import type { Credentials, Principal } from '../security/credentials.js';
+import { sameSecret, type Credentials, type Principal } from '../security/credentials.js';
 import { RateLimiter } from '../../src/transfer/rate-limit.js';
 
 export const SESSION_COOKIE = 'firefly_session';
@@ -35,12 +35,6 @@ function cookieValue(header: string | undefined, name: string): string | undefin
   return undefined;
 }
 
-function same(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
 /** A session cookie: `v1.<expires ms>.<nonce>.<MAC>`, signed with the hub's secret, so it survives a hub restart. */
 export function makeSession(credentials: Credentials, user: string, now = Date.now()): string {
   const body = `v1.${now + SESSION_DAYS * 86_400_000}.${randomBytes(9).toString('base64url')}.${Buffer.from(user).toString('base64url')}`;
@@ -52,7 +46,7 @@ export function checkSession(credentials: Credentials, value: string | undefined
   const at = value.lastIndexOf('.');
   const body = value.slice(0, at);
   const parts = body.split('.');
-  if (at <= 0 || parts.length !== 4 || parts[0] !== 'v1' || !same(value.slice(at + 1), credentials.mac(body))) return undefined;
+  if (at <= 0 || parts.length !== 4 || parts[0] !== 'v1' || !sameSecret(value.slice(at + 1), credentials.mac(body))) return undefined;
   if (!(Number(parts[1]) > now)) return undefined;
   const user = Buffer.from(parts[3], 'base64url').toString();
   // A revoked controller's sessions end with it: the user is checked again, not just the MAC.

@@ -25,7 +25,8 @@ export const CREDENTIALS_FILE = 'credentials.json';
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const UUID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-function sameSecret(a: string, b: string): boolean {
+/** Constant-time comparison of two secrets. */
+export function sameSecret(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
