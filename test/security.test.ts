@@ -9,7 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, stat, readFile, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, stat, readFile, symlink, writeFile } from 'node:fs/promises';
+import { Credentials } from '../hub/security/credentials.js';
+import { hubConfigFrom, nodeConfigFrom } from '../src/cli/options.js';
 import { childPath } from '../hub/security/paths.js';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -132,6 +134,33 @@ describe('security: pure parts', () => {
     const over = frame(1001);
     assert.equal(big.accept(over.subarray(0, 2)) && big.accept(over.subarray(2, 3)), false, 'refused as soon as the length is read');
     assert.equal(new MqttFrameLimit(1 << 30).accept(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])), false, 'a five-byte length is malformed');
+  });
+
+  test('settings: --auth, --tls-cert/--tls-key, --mqtt-rate for the hub; --token, --tls, --ca-file for nodes', () => {
+    const hub = hubConfigFrom({ auth: 'on', tlsCert: '/c.pem', tlsKey: '/k.pem', mqttRate: '0' });
+    assert.deepEqual([hub.security.auth, hub.security.tls, hub.security.mqttPublishesPerSecond], ['on', { certFile: '/c.pem', keyFile: '/k.pem' }, 0]);
+    assert.throws(() => hubConfigFrom({ auth: 'maybe' }), /security\.auth/);
+    const node = nodeConfigFrom({ token: 'node:u:s', tls: true, caFile: '/ca.pem' });
+    assert.deepEqual(node.security, { token: 'node:u:s', tls: true, caFile: '/ca.pem' });
+    assert.equal(nodeConfigFrom({}).security.tls, false);
+  });
+
+  test('credentials: derived per name, verified, revocable; a file others can read is refused', async () => {
+    const dir = await tempDir('firefly-cred-');
+    const store = Credentials.inDataDir(dir);
+    assert.equal(store.created, true);
+    assert.equal(Credentials.inDataDir(dir).created, false);
+    const a = store.issue('node:A');
+    assert.deepEqual(store.verify('node:A', a.secret), { kind: 'node', uuid: 'A' });
+    assert.equal(store.verify('node:B', a.secret), undefined, "A's secret is not B's");
+    assert.equal(store.verify('admin', a.secret), undefined, 'names Firefly does not issue');
+    assert.deepEqual(Credentials.inDataDir(dir).verifyToken(store.tokenFor('controller:x')), { kind: 'controller', name: 'x' }, 'the same secret after a restart');
+    store.revoke('node:A');
+    assert.equal(store.verify('node:A', a.secret), undefined);
+    await chmod(join(dir, 'credentials.json'), 0o644);
+    assert.throws(() => Credentials.inDataDir(dir), /readable by other users.*chmod 600/);
+    // Another data folder, another secret.
+    assert.equal(Credentials.inDataDir(await tempDir('firefly-cred-')).verify('node:A', a.secret), undefined);
   });
 
   test('names from clients never lead outside their folder', async () => {
