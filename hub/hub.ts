@@ -23,6 +23,8 @@ import { Devices } from './devices/devices.js';
 import { webPlugin } from './http/web.js';
 import { SOFTWARE_VERSION } from '../src/version.js';
 import { PROTOCOL_VERSION } from '../src/protocol/schemas.js';
+import { HubSecurity } from './security/security.js';
+import { installHttpAuth } from './http/auth.js';
 
 /**
  * The hub's composition root: it builds the shared parts (catalogue) and hands them to
@@ -55,6 +57,8 @@ export class Hub {
   readonly http: HttpServer;
   /** Chromecast and Sonos speakers as group members, and the audio streams they fetch. */
   readonly devices: Devices;
+  /** Credentials, TLS and rate limits (hub/security/). */
+  readonly security: HubSecurity;
   private started: { stop(): Promise<void> }[] = [];
 
   constructor(
@@ -63,6 +67,8 @@ export class Hub {
   ) {
     const dataDir = resolve(config.dataDir);
     mkdirSync(dataDir, { recursive: true });
+    this.security = new HubSecurity(config, dataDir, log.child({ module: 'security' }));
+    const security = this.security;
     this.catalogue = Catalogue.inDataDir(dataDir);
     this.library = new Library(
       this.catalogue,
@@ -78,7 +84,7 @@ export class Hub {
       log.child({ module: 'library' }),
     );
     const transit = new TransitLog();
-    this.dataPlane = new DataPlaneServer(this.catalogue, config.grpc, log.child({ module: 'grpc' }), (file) => this.library.rescanFile(file), {
+    this.dataPlane = new DataPlaneServer(this.catalogue, { ...config.grpc, interceptors: security.grpcInterceptors(), tls: security.tls }, log.child({ module: 'grpc' }), (file) => this.library.rescanFile(file), {
       sources: (contentIds) => this.holdings.sources(contentIds),
       transit: (node, hashes) => transit.begin(node, hashes),
       elsewhere: (node, hash) => this.holdings.elsewhere(node, hash),
@@ -87,9 +93,33 @@ export class Hub {
     this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port }, log.child({ module: 'clock' }));
     this.db = openHubDb(dataDir);
     const mqtt = config.mqtt;
-    if (!mqtt.url) this.broker = new EmbeddedBroker({ host: mqtt.host, port: mqtt.port, username: mqtt.username, password: mqtt.password }, log.child({ module: 'broker' }));
+    if (!mqtt.url) {
+      this.broker = new EmbeddedBroker(
+        {
+          host: mqtt.host,
+          port: mqtt.port,
+          username: mqtt.username,
+          password: mqtt.password,
+          credentials: security.credentials,
+          topicPrefix: mqtt.topicPrefix,
+          tls: security.tls,
+          publishesPerSecond: security.authOn ? config.security.mqttPublishesPerSecond : 0,
+        },
+        log.child({ module: 'broker' }),
+      );
+    }
+    // The hub's own client: an external broker's user, else (auth on) the hub's own credential.
+    const own = mqtt.url || mqtt.username ? undefined : security.hubToken();
     this.channel = new ControlChannel(
-      { url: () => mqtt.url ?? this.broker!.url, username: mqtt.username, password: mqtt.password, topicPrefix: mqtt.topicPrefix, software: SOFTWARE_VERSION },
+      {
+        url: () => mqtt.url ?? this.broker!.url,
+        username: mqtt.username ?? own?.user,
+        password: mqtt.password ?? own?.secret,
+        topicPrefix: mqtt.topicPrefix,
+        software: SOFTWARE_VERSION,
+        // Its own embedded broker, reached on loopback: the certificate names the LAN host, not 127.0.0.1.
+        tls: !mqtt.url && security.tls ? { rejectUnauthorized: false } : undefined,
+      },
       log.child({ module: 'mqtt' }),
     );
     this.commands = new CommandRouter(this.channel, log.child({ module: 'commands' }));
@@ -97,14 +127,16 @@ export class Hub {
       this.db,
       this.channel,
       this.commands,
-      { heartbeatTimeoutMs: config.nodes.heartbeatTimeoutSeconds * 1000, libraryVersion: () => this.catalogue.version() },
+      { heartbeatTimeoutMs: config.nodes.heartbeatTimeoutSeconds * 1000, libraryVersion: () => this.catalogue.version(), swarmToken: security.swarmToken() },
       log.child({ module: 'registry' }),
     );
     this.holdings = new HoldingsMap(this.channel, this.registry, this.catalogue, transit, log.child({ module: 'swarm' }));
     this.groups = new Groups(this.db, this.channel, this.commands, this.registry, log.child({ module: 'groups' }));
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
-    this.http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ module: 'http' }));
+    this.http = new HttpServer({ host: config.http.host, port: config.http.port, https: security.tls }, log.child({ module: 'http' }));
+    // Before any route plugin: the login and rate limit cover every route.
+    installHttpAuth(this.http.app, { credentials: security.credentials, requestsPerSecond: security.authOn ? config.security.httpRequestsPerSecond : 0, secure: Boolean(security.tls), log: log.child({ module: 'http-auth' }) });
     this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }));
     this.http.use('web', webPlugin(this).plugin);
     if (config.discovery.advertise) {

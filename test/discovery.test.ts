@@ -141,8 +141,8 @@ async function makeLan(): Promise<{ hubNs: string; nodeNs: string; hubIp: string
 }
 
 /** `firefly ARGS` inside a namespace (ip netns exec replaces itself with node: signals reach it). */
-function fireflyIn(ns: string, args: string[]): FireflyProcess {
-  const env: NodeJS.ProcessEnv = {};
+function fireflyIn(ns: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): FireflyProcess {
+  const env: NodeJS.ProcessEnv = { ...extraEnv };
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FIREFLY_')) env[k] = v;
   return new FireflyProcess(spawn('ip', ['netns', 'exec', ns, process.execPath, CLI, ...args], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
@@ -157,6 +157,12 @@ async function exitOf(proc: FireflyProcess, timeoutMs: number): Promise<number |
 describe('discovery over a real (namespaced) LAN', () => {
   let lan: Awaited<ReturnType<typeof makeLan>> = 'not set up';
   let hub: FireflyProcess | undefined;
+  let hubDataDir = '';
+  /** The hub listens on 0.0.0.0, so credentials are on: each node gets its own, the documented way. */
+  const nodeToken = async (): Promise<NodeJS.ProcessEnv> => {
+    const { stdout } = await run(process.execPath, [CLI, 'ctl', 'credentials', 'add-node', '--data-dir', hubDataDir, '--json']);
+    return { FIREFLY_TOKEN: (JSON.parse(stdout) as { token: string }).token };
+  };
   const hubName = `ffd-test-${process.pid}`;
   const prefix = `ffd${process.pid}`;
 
@@ -165,9 +171,11 @@ describe('discovery over a real (namespaced) LAN', () => {
     if (typeof lan === 'string') return;
     const music = await tempDir('firefly-music-');
     await makeTrack(join(music, 'a.wav'), { format: 'wav', seconds: 2, title: 'A' });
-    hub = fireflyIn(lan.hubNs, ['hub', '--library', music, '--data-dir', await tempDir('firefly-hub-'), '--name', hubName, '--topic-prefix', prefix, '--settle-ms', '100']);
+    hubDataDir = await tempDir('firefly-hub-');
+    hub = fireflyIn(lan.hubNs, ['hub', '--library', music, '--data-dir', hubDataDir, '--name', hubName, '--topic-prefix', prefix, '--settle-ms', '100']);
     await hub.waitForLog('advertising the hub over mDNS', 20_000);
     await hub.waitForLog('library indexed', 30_000);
+    await hub.waitForLog((l) => l.msg === 'credentials required' && l.auth === true);
   });
 
   after(async () => {
@@ -180,7 +188,7 @@ describe('discovery over a real (namespaced) LAN', () => {
     const { hubIp, nodeNs } = lan;
 
     // --once: found, then a real sync over the data plane at the advertised address.
-    const once = fireflyIn(nodeNs, ['node', '--once', '--data-dir', await tempDir('firefly-node-'), '--topic-prefix', prefix, '--discovery-timeout', '10']);
+    const once = fireflyIn(nodeNs, ['node', '--once', '--data-dir', await tempDir('firefly-node-'), '--topic-prefix', prefix, '--discovery-timeout', '10'], await nodeToken());
     assert.equal(await exitOf(once, 30_000), 0, once.tail());
     const found = await once.waitForLog('found the hub over mDNS');
     assert.equal(found.hub, hubName);
@@ -191,7 +199,7 @@ describe('discovery over a real (namespaced) LAN', () => {
     assert.ok(report.chunksStored > 0, 'the track was fetched');
 
     // A running node, picking this hub by name, joins over the advertised broker.
-    const node = fireflyIn(nodeNs, ['node', '--hub-name', hubName, '--name', 'ns-node', '--data-dir', await tempDir('firefly-node-'), '--topic-prefix', prefix, '--sync-interval', '3600']);
+    const node = fireflyIn(nodeNs, ['node', '--hub-name', hubName, '--name', 'ns-node', '--data-dir', await tempDir('firefly-node-'), '--topic-prefix', prefix, '--sync-interval', '3600'], await nodeToken());
     const joined = await node.waitForLog('joined the hub', 20_000);
     assert.equal(typeof joined.nodeId, 'number');
     await hub!.waitForLog((l) => l.module === 'registry' && l.name === 'ns-node' && l.nodeId === joined.nodeId, 10_000);
@@ -200,7 +208,7 @@ describe('discovery over a real (namespaced) LAN', () => {
 
   test('--hub overrides discovery; an unknown --hub-name fails with a clear message', async (t) => {
     if (typeof lan === 'string') return t.skip(`mDNS end-to-end test skipped: ${lan}`);
-    const direct = fireflyIn(lan.nodeNs, ['node', '--once', '--hub', lan.hubIp, '--data-dir', await tempDir('firefly-node-')]);
+    const direct = fireflyIn(lan.nodeNs, ['node', '--once', '--hub', lan.hubIp, '--data-dir', await tempDir('firefly-node-')], await nodeToken());
     assert.equal(await exitOf(direct, 30_000), 0, direct.tail());
     assert.equal(direct.logs.some((l) => l.msg.includes('mDNS')), false, 'no browsing with --hub');
 

@@ -11,6 +11,8 @@ export interface ControlChannelOptions {
   password?: string;
   topicPrefix: string;
   software: string;
+  /** TLS options for an mqtts:// broker (see BrokerOptions.tls). */
+  tls?: { ca?: Buffer; rejectUnauthorized?: boolean };
 }
 
 export interface IncomingMessage {
@@ -64,6 +66,7 @@ export class ControlChannel {
         password: this.options.password,
         clientId: `firefly-hub-${randomBytes(4).toString('hex')}`,
         keepaliveSeconds: 5,
+        tls: this.options.tls,
         will: { topic: this.topics.hubStatus, payload: encode({ online: false }), qos: 1, retain: true },
       },
       // Errors while stopping (the broker closing under us) are expected.

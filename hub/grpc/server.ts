@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status, type sendUnaryData, type ServerInterceptor, type ServerUnaryCall } from '@grpc/grpc-js';
 import { open } from 'node:fs/promises';
 import type { Logger } from '../../src/log.js';
 import { sha256 } from '../../src/chunking/manifest.js';
@@ -98,6 +98,10 @@ export interface DataPlaneOptions {
   maxMessageBytes: number;
   /** Cap on chunk bytes sent per second, all calls together; 0: unlimited. */
   uploadLimitBytesPerSecond?: number;
+  /** Checks run before any handler (the token check and rate limit of hub/security/). */
+  interceptors?: ServerInterceptor[];
+  /** Serve over TLS with this certificate and key (PEM). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 /** The swarm's view for the data plane: who holds what, and what the hub is sending to whom. */
@@ -192,7 +196,7 @@ export class DataPlaneServer {
   }
 
   async start(): Promise<void> {
-    const server = new Server(channelOptions(this.options.maxMessageBytes));
+    const server = new Server({ ...channelOptions(this.options.maxMessageBytes), interceptors: this.options.interceptors ?? [] });
     const v1 = dataPlane().firefly.v1;
     server.addService(v1.Library.service, this.libraryHandlers());
     const swarm = this.swarm;
@@ -205,7 +209,7 @@ export class DataPlaneServer {
       }),
     );
     this.boundPort = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${this.options.host}:${this.options.port}`, ServerCredentials.createInsecure(), (err, port) =>
+      server.bindAsync(`${this.options.host}:${this.options.port}`, this.options.tls ? ServerCredentials.createSsl(null, [{ cert_chain: this.options.tls.cert, private_key: this.options.tls.key }]) : ServerCredentials.createInsecure(), (err, port) =>
         err ? reject(new Error(`cannot listen for gRPC on ${this.options.host}:${this.options.port}: ${err.message} (setting: grpc.port)`)) : resolve(port),
       ),
     );

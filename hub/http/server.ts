@@ -7,6 +7,8 @@ export interface HttpServerOptions {
   port: number;
   /** Largest request body accepted by routes that do not set their own limit. */
   bodyLimitBytes?: number;
+  /** Serve HTTPS with this certificate and key (PEM; setting security.tls). */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 /**
@@ -31,7 +33,8 @@ export class HttpServer {
       bodyLimit: options.bodyLimitBytes ?? 1024 * 1024,
       // Behind no proxy by default; the client's address is the socket's.
       trustProxy: false,
-    });
+      ...(options.https ? { https: options.https } : {}),
+    }) as unknown as FastifyInstance;
   }
 
   /** Adds a plugin (routes of one concern); call before start. */
@@ -46,7 +49,7 @@ export class HttpServer {
   /** The address a browser on this machine reaches the server at. */
   get localUrl(): string {
     const host = this.options.host === '0.0.0.0' || this.options.host === '::' ? '127.0.0.1' : this.options.host;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${this.boundPort}`;
+    return `${this.options.https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${this.boundPort}`;
   }
 
   async start(): Promise<void> {

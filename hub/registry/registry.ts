@@ -31,6 +31,8 @@ export interface RegistryOptions {
   heartbeatTimeoutMs: number;
   /** What the welcome tells a node about the library. */
   libraryVersion: () => number;
+  /** With credentials on: handed to each node in its welcome, for its peers' chunk servers. */
+  swarmToken?: string;
 }
 
 /** What the registry needs to know about groups (the Groups module answers). */
@@ -230,6 +232,7 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
       volume: row.volume,
       group: this.groups?.groupOfNode(row.id) ?? null,
       libraryVersion: this.options.libraryVersion(),
+      ...(this.options.swarmToken ? { swarmToken: this.options.swarmToken } : {}),
     };
     this.channel.publish(this.channel.topics.nodeWelcome(row.uuid), welcome);
     this.sendVolume(row.id);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import { connectBroker, endClient, publish, subscribe, whenConnected, type MqttClient } from '../protocol/mqtt-client.js';
+import { brokerUrl, connectBroker, endClient, publish, subscribe, tlsUrl, whenConnected, type MqttClient } from '../protocol/mqtt-client.js';
+import { parseToken, readPem } from '../protocol/access.js';
 import {
   commandReplySchema,
   encode,
@@ -24,6 +25,9 @@ interface MqttFlags {
   topicPrefix: string;
   json?: boolean;
   timeout: string;
+  token?: string;
+  tls?: boolean;
+  caFile?: string;
 }
 
 function withMqttFlags(cmd: Command): Command {
@@ -32,6 +36,9 @@ function withMqttFlags(cmd: Command): Command {
     .option('--mqtt-username <name>', 'MQTT user name (default: $FIREFLY_MQTT_USERNAME)', process.env.FIREFLY_MQTT_USERNAME)
     .option('--mqtt-password <password>', 'MQTT password (default: $FIREFLY_MQTT_PASSWORD)', process.env.FIREFLY_MQTT_PASSWORD)
     .option('--topic-prefix <prefix>', 'root of the MQTT topics', process.env.FIREFLY_MQTT_TOPIC_PREFIX ?? 'firefly')
+    .option('--token <token>', 'credential from the hub (controller:<name>:<secret>; default: $FIREFLY_TOKEN)', process.env.FIREFLY_TOKEN)
+    .option('--tls', 'reach the broker over TLS (mqtts)', /^(1|true|yes|on)$/i.test(process.env.FIREFLY_TLS ?? ''))
+    .option('--ca-file <file>', "CA certificate (PEM) that signed the hub's certificate (default: $FIREFLY_CA_FILE)", process.env.FIREFLY_CA_FILE)
     .option('--timeout <seconds>', 'how long to wait for the hub', '5')
     .option('--json', 'print JSON');
 }
@@ -40,8 +47,19 @@ class CtlError extends Error {}
 
 async function withBroker<T>(flags: MqttFlags, work: (client: MqttClient, topics: Topics, timeoutMs: number) => Promise<T>): Promise<T> {
   const timeoutMs = Math.max(0.1, Number(flags.timeout) || 5) * 1000;
+  const token = flags.token ? parseToken(flags.token) : undefined;
+  if (flags.token && !token) throw new CtlError('--token (FIREFLY_TOKEN): expected USER:SECRET, as `firefly ctl credentials add-controller` prints it');
+  const tls = flags.tls || flags.caFile ? { ca: flags.caFile ? readPem(flags.caFile, '--ca-file') : undefined } : undefined;
+  const url = tls ? tlsUrl(brokerUrl(flags.mqtt)) : flags.mqtt;
   const client = connectBroker(
-    { url: flags.mqtt, username: flags.mqttUsername, password: flags.mqttPassword, clientId: `firefly-ctl-${randomBytes(4).toString('hex')}`, keepaliveSeconds: 10 },
+    {
+      url,
+      username: flags.mqttUsername ?? token?.user,
+      password: flags.mqttUsername ? flags.mqttPassword : (token?.secret ?? flags.mqttPassword),
+      clientId: `firefly-ctl-${randomBytes(4).toString('hex')}`,
+      keepaliveSeconds: 10,
+      tls,
+    },
     () => undefined,
   );
   try {

@@ -7,6 +7,8 @@ import { DEFAULT_GRPC_PORT } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { grpcAddress, libraryClient } from '../protocol/data-plane.js';
 import { addControlCommands } from './ctl-control.js';
+import { addCredentialCommands } from './ctl-credentials.js';
+import { readPem } from '../protocol/access.js';
 import { addFlags, HUB_FLAGS, hubConfigFrom, NODE_FLAGS, nodeConfigFrom } from './options.js';
 import type { ChangesReply__Output } from '../generated/firefly/v1/ChangesReply.js';
 import type { LibraryEntry__Output } from '../generated/firefly/v1/LibraryEntry.js';
@@ -101,14 +103,17 @@ addFlags(program.command('node').description('run a node: mirror the library and
 
 const ctl = program.command('ctl').description('inspect and control a running hub');
 addControlCommands(ctl, fail);
+addCredentialCommands(ctl, fail);
 ctl
   .command('library')
   .description('list the files in the hub\'s library')
   .option('--hub <address>', 'hub address, HOST or HOST:PORT', process.env.FIREFLY_HUB ?? '127.0.0.1')
   .option('--json', 'one JSON object per line')
   .option('--failed', 'only files that could not be indexed, with the reason')
-  .action(async (opts: { hub: string; json?: boolean; failed?: boolean }) => {
-    const client = libraryClient(grpcAddress(opts.hub, DEFAULT_GRPC_PORT));
+  .option('--token <token>', 'credential from the hub (default: $FIREFLY_TOKEN)', process.env.FIREFLY_TOKEN)
+  .option('--ca-file <file>', "reach the hub over TLS, trusting this CA certificate (default: $FIREFLY_CA_FILE)", process.env.FIREFLY_CA_FILE)
+  .action(async (opts: { hub: string; json?: boolean; failed?: boolean; token?: string; caFile?: string }) => {
+    const client = libraryClient(grpcAddress(opts.hub, DEFAULT_GRPC_PORT), undefined, { token: () => opts.token, tls: opts.caFile ? { ca: readPem(opts.caFile, '--ca-file') } : undefined });
     const entries: LibraryEntry__Output[] = [];
     let version = 0;
     try {

@@ -28,6 +28,9 @@ export const HUB_ENV: EnvBinding[] = [
   { env: 'FIREFLY_SONOS', path: ['devices', 'sonos'], kind: 'string' },
   { env: 'FIREFLY_DEVICE_ADVERTISE_HOST', path: ['devices', 'advertiseHost'], kind: 'string' },
   { env: 'FIREFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
+  { env: 'FIREFLY_AUTH', path: ['security', 'auth'], kind: 'string' },
+  { env: 'FIREFLY_TLS_CERT', path: ['security', 'tls', 'certFile'], kind: 'string' },
+  { env: 'FIREFLY_TLS_KEY', path: ['security', 'tls', 'keyFile'], kind: 'string' },
 ];
 
 export const HUB_FLAGS: FlagBinding[] = [
@@ -57,6 +60,10 @@ export const HUB_FLAGS: FlagBinding[] = [
   { flag: '--device-seek-threshold <ms>', path: ['devices', 'seekThresholdMs'], kind: 'number', help: 'correct a speaker by seeking when it is off by more than this (default 60)' },
   { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
   { flag: '--upload-max <bytes>', path: ['web', 'uploadMaxBytes'], kind: 'bytes', help: 'largest file the web page accepts for upload (default 1G)' },
+  { flag: '--auth <mode>', path: ['security', 'auth'], kind: 'string', help: 'credentials: auto (default: on when any listener is beyond loopback), on or off' },
+  { flag: '--tls-cert <file>', path: ['security', 'tls', 'certFile'], kind: 'string', help: 'serve MQTT, gRPC and HTTP over TLS with this certificate (PEM; needs --tls-key)' },
+  { flag: '--tls-key <file>', path: ['security', 'tls', 'keyFile'], kind: 'string', help: "the certificate's private key (PEM)" },
+  { flag: '--mqtt-rate <n>', path: ['security', 'mqttPublishesPerSecond'], kind: 'number', help: 'MQTT publishes per second one client may make, with auth on (default 200; 0 = no limit)' },
 ];
 
 export const NODE_ENV: EnvBinding[] = [
@@ -73,6 +80,9 @@ export const NODE_ENV: EnvBinding[] = [
   { env: 'FIREFLY_OUTPUT', path: ['output', 'kind'], kind: 'string' },
   { env: 'FIREFLY_OUTPUT_DEVICE', path: ['output', 'device'], kind: 'string' },
   { env: 'FIREFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
+  { env: 'FIREFLY_TOKEN', path: ['security', 'token'], kind: 'string' },
+  { env: 'FIREFLY_TLS', path: ['security', 'tls'], kind: 'boolean' },
+  { env: 'FIREFLY_CA_FILE', path: ['security', 'caFile'], kind: 'string' },
 ];
 
 export const NODE_FLAGS: FlagBinding[] = [
@@ -104,6 +114,9 @@ export const NODE_FLAGS: FlagBinding[] = [
   { flag: '--sim-output-rate-error <ppm>', path: ['sim', 'outputRateErrorPpm'], kind: 'number', help: 'tests and benchmarks only: run the measurement output this many ppm fast (negative: slow)' },
   { flag: '--measure-file <file>', path: ['playback', 'measureFile'], kind: 'string', help: 'measurement output: record when frames play in this file (tests and benchmarks)' },
   { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
+  { flag: '--token <token>', path: ['security', 'token'], kind: 'string', help: "this node's credential from `firefly ctl credentials add-node` (prefer FIREFLY_TOKEN)" },
+  { flag: '--tls', path: ['security', 'tls'], kind: 'boolean', help: 'reach the hub over TLS (mqtts and gRPC with TLS)' },
+  { flag: '--ca-file <file>', path: ['security', 'caFile'], kind: 'string', help: "the CA certificate (PEM) that signed the hub's certificate; implies --tls" },
 ];
 
 export function addFlags(cmd: Command, flags: readonly FlagBinding[]): Command {

@@ -134,6 +134,26 @@ export const hubConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Credentials, TLS and rate limits (docs/security.md). */
+    security: z
+      .object({
+        /**
+         * on: every MQTT, gRPC and HTTP client must present credentials; off: none needs
+         * any; auto: on as soon as any listener (mqtt.host, grpc.host, http.host) is
+         * reachable beyond loopback.
+         */
+        auth: z.enum(['auto', 'on', 'off']).default('auto'),
+        /** Serve MQTT (embedded broker), gRPC and HTTP over TLS with this certificate and key (PEM files). */
+        tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
+        /** Publishes per second one MQTT client may make (bursts of twice that) before it is disconnected; 0: no limit. Applies with auth on. */
+        mqttPublishesPerSecond: z.number().min(0).max(1_000_000).default(200),
+        /** gRPC calls per second one address may start (bursts of twice that); 0: no limit. Applies with auth on. */
+        grpcCallsPerSecond: z.number().min(0).max(1_000_000).default(500),
+        /** HTTP requests per second one address may make (bursts of twice that); 0: no limit. Applies with auth on. */
+        httpRequestsPerSecond: z.number().min(0).max(1_000_000).default(50),
+      })
+      .strict()
+      .prefault({}),
     logLevel: logLevel.default('info'),
   })
   .strict();
@@ -253,6 +273,18 @@ export const nodeConfigSchema = z
         device: z.string().min(1).optional(),
         /** Audio buffered in the sound server or card, in ms: lower reacts faster, higher survives a busy CPU. */
         bufferMs: z.number().int().min(10).max(2000).default(100),
+      })
+      .strict()
+      .prefault({}),
+    /** Credentials and TLS towards the hub (docs/security.md). */
+    security: z
+      .object({
+        /** This node's credential, `node:<uuid>:<secret>`, from `firefly ctl credentials add-node` on the hub machine. */
+        token: z.string().min(1).max(512).optional(),
+        /** Reach the hub over TLS (mqtts, gRPC with TLS); on when caFile is set. */
+        tls: z.boolean().default(false),
+        /** The certificate authority (PEM) that signed the hub's certificate; default: the system's. */
+        caFile: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),

@@ -33,6 +33,8 @@ export interface ControlAgentOptions {
   heartbeatSeconds: number;
   uuid: string;
   name: string;
+  /** For an mqtts:// broker: the CA to trust (else the system's). */
+  tls?: { ca?: Buffer };
 }
 
 /** What the heartbeat reports, read from the node's parts each time. */
@@ -97,13 +99,19 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
         password: this.options.password,
         clientId: `firefly-node-${uuid}`.slice(0, 64),
         keepaliveSeconds: this.options.keepaliveSeconds,
+        tls: this.options.tls,
         will: { topic: t.nodeAvailability(uuid), payload: encode(offline), qos: 1, retain: true },
       },
       (message) => this.log.warn(message),
     );
     this.client = client;
     let lastError = '';
-    client.on('error', (err) => (lastError = err.message));
+    client.on('error', (err) => {
+      lastError = err.message;
+      // CONNACK 4/5: bad user name or password / not authorized.
+      const code = (err as { code?: number }).code;
+      if (code === 4 || code === 5) this.log.error({ url: this.options.url, user: this.options.username ?? null }, 'the broker refused this node\'s credentials: give it a token from `firefly ctl credentials add-node` on the hub machine (setting security.token, FIREFLY_TOKEN)');
+    });
     client.on('connect', () => {
       this.log.info({ url: this.options.url }, 'connected to the control plane');
       const online: Availability = { state: 'online', uuid, name, at: Date.now() };
@@ -162,7 +170,7 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
         at: Date.now(),
         nodeId: this.nodeId,
         libraryVersion: this.status.libraryVersion(),
-        store: { chunks: usage.chunks, bytes: usage.bytes, budgetBytes: usage.budgetBytes },
+        store: { chunks: usage.chunks, bytes: usage.bytes, budgetBytes: usage.budgetBytes, ...(usage.full ? { full: true } : {}) },
         playback: this.status.playback?.() ?? this.playback,
         clock: this.status.clock(),
         volume: this.volume,

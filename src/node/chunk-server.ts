@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { channelOptions, dataPlane, DEFAULT_MAX_MESSAGE_BYTES, shutdownServer } from '../protocol/data-plane.js';
 import { chunkService, type ChunkServiceStats } from '../transfer/chunk-service.js';
@@ -11,6 +11,8 @@ export interface ChunkServerOptions {
   maxMessageBytes?: number;
   /** Tests only (sim.corruptServing): damage every chunk served. */
   corrupt?: boolean;
+  /** Checks run before any handler: with credentials on, the peer's swarm token. */
+  interceptors?: ServerInterceptor[];
 }
 
 /**
@@ -29,7 +31,7 @@ export class ChunkServer {
   ) {}
 
   async start(): Promise<void> {
-    const server = new Server(channelOptions(this.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES));
+    const server = new Server({ ...channelOptions(this.options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES), interceptors: this.options.interceptors ?? [] });
     server.addService(dataPlane().firefly.v1.Chunks.service, chunkService({ read: (hash) => this.store.read(hash) }, this.stats, { corrupt: this.options.corrupt }));
     const { host, port } = this.options;
     const bind = (p: number) =>

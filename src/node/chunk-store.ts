@@ -28,6 +28,18 @@ export interface StoreUsage {
   bytes: number;
 }
 
+/** The disk (or the index's database) is full: nothing more can be kept until space is freed. */
+export class StoreFullError extends Error {
+  constructor(cause: Error) {
+    super(`the chunk store's disk is full (${(cause as NodeJS.ErrnoException).code ?? cause.message}): keeping what it holds; free space or lower store.budgetBytes`, { cause });
+  }
+}
+
+function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+}
+
 /**
  * A content-addressed chunk store: each chunk is one file named by its SHA-256 under
  * a two-level fan-out, indexed in the node's SQLite. Chunks are verified before they are
@@ -39,6 +51,8 @@ export class ChunkStore {
   private readonly root: string;
   private readonly tmp: string;
   private clock = 0;
+  /** Since when (ms) writes fail for lack of space; undefined while they succeed. Reported in the heartbeat. */
+  fullSince?: number;
 
   constructor(
     private readonly db: Db,
@@ -50,6 +64,8 @@ export class ChunkStore {
      * bounds how fast chunks arrive (setting store.fsync).
      */
     private readonly fsync = true,
+    /** Told once each time the disk fills (the node logs it; the heartbeat carries `full` until a write succeeds again). */
+    private readonly onFull: (err: StoreFullError) => void = () => {},
   ) {
     this.root = join(dir, 'chunks');
     this.tmp = join(dir, 'chunks', 'tmp');
@@ -100,16 +116,30 @@ export class ChunkStore {
     const final = this.pathOf(hash);
     mkdirSync(join(final, '..'), { recursive: true });
     const tmp = join(this.tmp, `${hash.toString('hex')}.${randomBytes(4).toString('hex')}`);
-    const fd = openSync(tmp, 'w');
     try {
-      let off = 0;
-      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-      if (this.fsync) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      const fd = openSync(tmp, 'w');
+      try {
+        let off = 0;
+        while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+        if (this.fsync) fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, final);
+      // Only now, with the whole chunk in place, does the index name it.
+      cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+    } catch (err) {
+      // A partial temporary file is never renamed; one renamed but not indexed is an orphan no read can reach.
+      rmSync(tmp, { force: true });
+      if (!isDiskFull(err)) throw err;
+      const full = new StoreFullError(err as Error);
+      if (this.fullSince === undefined) {
+        this.fullSince = Date.now();
+        this.onFull(full);
+      }
+      throw full;
     }
-    renameSync(tmp, final);
-    cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+    this.fullSince = undefined;
   }
 
   /** The chunk's bytes, verified; undefined if absent or found damaged (then it is dropped). Marks it used. */
@@ -147,9 +177,14 @@ export class ChunkStore {
   /** Marks chunks as just used (played or fetched), for least-recently-used eviction. */
   touch(hashes: readonly Buffer[]): void {
     const stamp = cached(this.db, 'UPDATE chunks SET last_used = ? WHERE hash = ?');
-    this.db.transaction(() => {
-      for (const h of hashes) stamp.run(this.tick(), h);
-    })();
+    try {
+      this.db.transaction(() => {
+        for (const h of hashes) stamp.run(this.tick(), h);
+      })();
+    } catch (err) {
+      // The use stamp only orders eviction: on a full disk, playing what the store holds matters more.
+      if (!isDiskFull(err)) throw err;
+    }
   }
 
   usage(): StoreUsage {

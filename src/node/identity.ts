@@ -8,17 +8,21 @@ export interface NodeIdentity {
   createdAt: string;
 }
 
-/** Reads the node's identity from its data folder, creating it on first start. */
-export function loadIdentity(dataDir: string): NodeIdentity {
+/**
+ * Reads the node's identity from its data folder, creating it on first start. A node
+ * credential names the uuid it is for (`node:<uuid>:…`): given one, that uuid is the
+ * node's identity from then on.
+ */
+export function loadIdentity(dataDir: string, uuid?: string): NodeIdentity {
   const file = join(dataDir, 'identity.json');
   try {
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as NodeIdentity;
-    if (typeof parsed.uuid === 'string' && parsed.uuid.length > 0) return parsed;
+    if (typeof parsed.uuid === 'string' && parsed.uuid.length > 0 && (uuid === undefined || parsed.uuid === uuid)) return parsed;
   } catch {
     // Absent or unreadable: make a new one below.
   }
   mkdirSync(dataDir, { recursive: true });
-  const identity: NodeIdentity = { uuid: randomUUID(), createdAt: new Date().toISOString() };
+  const identity: NodeIdentity = { uuid: uuid ?? randomUUID(), createdAt: new Date().toISOString() };
   writeFileSync(`${file}.tmp`, JSON.stringify(identity, null, 2));
   renameSync(`${file}.tmp`, file);
   return identity;

@@ -4,7 +4,10 @@ import { DEFAULT_GRPC_PORT } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { chunksClient, grpcAddress, libraryClient, type ChunksClient, type LibraryClient } from '../protocol/data-plane.js';
 import type { Db } from '../storage/sqlite.js';
-import { brokerUrl, hostOf } from '../protocol/mqtt-client.js';
+import { brokerUrl, hostOf, tlsUrl } from '../protocol/mqtt-client.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { formatToken, nodeUuidOf, parseToken, peerHost, readPem, serverAuth, type ClientAccess } from '../protocol/access.js';
+import { RateLimiter } from '../transfer/rate-limit.js';
 import type { HubClock } from '../clock/hub-clock.js';
 import { SimulatedClock, systemClock, type LocalClock } from '../clock/local-clock.js';
 import { ClockSync } from './clock-sync.js';
@@ -22,6 +25,9 @@ import { ChunkServer } from './chunk-server.js';
 import { HoldingsAnnouncer } from './holdings-announcer.js';
 import { DEFAULT_SWARM, SwarmFetcher } from '../transfer/swarm-fetcher.js';
 import type { SourcesReply__Output } from '../generated/firefly/v1/SourcesReply.js';
+
+/** With credentials on: Fetch calls per second one peer address may start at this node's chunk server (bursts of twice that). */
+const PEER_CALLS_PER_SECOND = 500;
 
 /** What the player decodes to and writes: tracks of other rates are resampled by the decoder. */
 const PLAYBACK_FORMAT = { sampleRate: 48000, channels: 2 };
@@ -57,6 +63,8 @@ export class FireflyNode {
   private readonly chunksClient: ChunksClient;
   private timer?: NodeJS.Timeout;
   private stopped = false;
+  /** With credentials on: what peers present to this node's chunk server and it to theirs (from the hub's welcome). */
+  private swarmToken?: string;
 
   constructor(
     /** The hub must be known by now: the CLI finds it over mDNS first when none was given (discovery.ts). */
@@ -64,18 +72,36 @@ export class FireflyNode {
     readonly log: Logger,
   ) {
     const dataDir = resolve(config.dataDir);
-    this.identity = loadIdentity(dataDir);
+    const token = nodeToken(config.security.token);
+    this.identity = loadIdentity(dataDir, token && nodeUuidOf(token.user));
+    const { caFile } = config.security;
+    const tls = config.security.tls || caFile ? { ca: caFile ? readPem(caFile, 'security.caFile') : undefined } : undefined;
+    const tokenText = token && formatToken(token);
+    const hubAccess: ClientAccess = { token: () => tokenText, tls };
     this.db = openNodeDb(dataDir);
-    this.store = new ChunkStore(this.db, dataDir, config.store.fsync);
+    this.store = new ChunkStore(this.db, dataDir, config.store.fsync, (err) =>
+      log.error({ err: err.message, store: this.store.usage(), dataDir }, 'disk full: the chunk store keeps and plays what it holds but cannot fetch more; free space or lower store.budgetBytes'),
+    );
     this.mirror = new LibraryMirror(this.db);
     const { clockOffsetSeconds, clockSkewPpm } = config.sim;
     this.clock = clockOffsetSeconds || clockSkewPpm ? new SimulatedClock(clockOffsetSeconds, clockSkewPpm) : systemClock;
     this.clockSync = new ClockSync(this.clock, { host: hostOf(config.hub), port: config.clock.port }, log.child({ module: 'clock' }));
     this.hubClock = this.clockSync.hubClock;
     const address = grpcAddress(config.hub, DEFAULT_GRPC_PORT);
-    this.libraryClient = libraryClient(address);
-    this.chunksClient = chunksClient(address);
-    this.chunkServer = new ChunkServer(this.store, { host: config.serve.host, port: config.serve.port, corrupt: config.sim.corruptServing }, log.child({ module: 'serve' }));
+    this.libraryClient = libraryClient(address, undefined, hubAccess);
+    this.chunksClient = chunksClient(address, undefined, hubAccess);
+    // With credentials, peers must present the swarm token the hub gave this node; until it came, no one is served.
+    const peerRate = new RateLimiter(PEER_CALLS_PER_SECOND, PEER_CALLS_PER_SECOND * 2);
+    const peerGate = token
+      ? [
+          serverAuth((presented, peer) => {
+            if (!peerRate.allow(peerHost(peer))) return { code: grpcStatus.RESOURCE_EXHAUSTED, details: `too many calls from ${peerHost(peer)}` };
+            return this.swarmToken && presented === `swarm:${this.swarmToken}` ? undefined : { code: grpcStatus.UNAUTHENTICATED, details: 'this node serves only peers of its hub (swarm token)' };
+          }),
+        ]
+      : [];
+    const peerToken = () => (this.swarmToken ? `swarm:${this.swarmToken}` : undefined);
+    this.chunkServer = new ChunkServer(this.store, { host: config.serve.host, port: config.serve.port, corrupt: config.sim.corruptServing, interceptors: peerGate }, log.child({ module: 'serve' }));
     this.swarm = new SwarmFetcher(
       this.chunksClient,
       (contentIds) =>
@@ -83,7 +109,7 @@ export class FireflyNode {
           this.libraryClient.Sources({ contentIds }, { deadline: Date.now() + 5000 }, (err, res) => (err ? fail(err) : ok(res!))),
         ).then((r) => r.sources),
       this.store,
-      { ...DEFAULT_SWARM, self: this.identity.uuid, peers: config.sync.peers, chunksPerCall: config.sync.batchChunks },
+      { ...DEFAULT_SWARM, self: this.identity.uuid, peers: config.sync.peers, chunksPerCall: config.sync.batchChunks, peerClient: (peer) => chunksClient(peer, undefined, { token: peerToken }) },
       log.child({ module: 'swarm' }),
       (contents) => this.holdings.changed(contents),
     );
@@ -98,9 +124,11 @@ export class FireflyNode {
     this.agent = new ControlAgent(
       {
         // The broker is on the hub's host unless told otherwise.
-        url: brokerUrl(config.mqtt.url ?? hostOf(config.hub)),
-        username: config.mqtt.username,
-        password: config.mqtt.password,
+        url: tls ? tlsUrl(brokerUrl(config.mqtt.url ?? hostOf(config.hub))) : brokerUrl(config.mqtt.url ?? hostOf(config.hub)),
+        // An external broker's own user wins; else the node's credential.
+        username: config.mqtt.username ?? token?.user,
+        password: config.mqtt.username ? config.mqtt.password : (token?.secret ?? config.mqtt.password),
+        tls,
         topicPrefix: config.mqtt.topicPrefix,
         keepaliveSeconds: config.mqtt.keepaliveSeconds,
         heartbeatSeconds: config.mqtt.heartbeatSeconds,
@@ -109,7 +137,7 @@ export class FireflyNode {
       },
       {
         libraryVersion: () => this.mirror.version(),
-        storeUsage: () => ({ ...this.store.usage(), budgetBytes: config.store.budgetBytes }),
+        storeUsage: () => ({ ...this.store.usage(), budgetBytes: config.store.budgetBytes, full: this.store.fullSince !== undefined }),
         clock: () => this.clockSync.quality(),
         downloads: () => this.sync.progress(),
         playback: () => this.player?.status() ?? { state: 'idle', trackId: null, positionMs: null },
@@ -124,7 +152,10 @@ export class FireflyNode {
       log.child({ module: 'holdings' }),
     );
     // After every welcome (first join, broker or hub restart) the hub hears everything again.
-    this.agent.on('welcome', () => this.holdings.snapshot());
+    this.agent.on('welcome', (welcome) => {
+      this.swarmToken = welcome.swarmToken;
+      this.holdings.snapshot();
+    });
     // The group's current and next track: pinned, and what prefetch 'queue' fetches.
     this.agent.on('player', (command) => {
       if (command.command === 'prepare') this.sync.setQueue([command.track, ...(command.next ? [command.next] : [])].map((t) => Buffer.from(t.contentId, 'hex')));
@@ -204,4 +235,12 @@ export class FireflyNode {
     this.chunksClient.close();
     this.db.close();
   }
+}
+
+/** The node credential of a `security.token` setting; an error naming the setting when it is not one. */
+function nodeToken(text: string | undefined): ReturnType<typeof parseToken> {
+  if (text === undefined) return undefined;
+  const token = parseToken(text);
+  if (!token || !nodeUuidOf(token.user)) throw new Error('setting security.token (--token, FIREFLY_TOKEN): expected a node credential node:<uuid>:<secret>, as `firefly ctl credentials add-node` prints it');
+  return token;
 }

@@ -1,4 +1,5 @@
-import { credentials as grpcCredentials, loadPackageDefinition, type ChannelOptions, type Server } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, loadPackageDefinition, type ChannelCredentials, type ChannelOptions, type ClientOptions, type Server } from '@grpc/grpc-js';
+import { tokenInterceptor, type ClientAccess } from './access.js';
 import { loadSync } from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import type { ProtoGrpcType } from '../generated/firefly.js';
@@ -42,14 +43,22 @@ export function grpcAddress(hub: string, defaultPort: number): string {
   return `${hub}:${defaultPort}`;
 }
 
-export function libraryClient(address: string, maxMessageBytes?: number): LibraryClient {
-  const { Library } = dataPlane().firefly.v1;
-  return new Library(address, grpcCredentials.createInsecure(), channelOptions(maxMessageBytes));
+/** Channel credentials and the token interceptor for a client (see access.ts). */
+function clientSetup(maxMessageBytes: number | undefined, access: ClientAccess | undefined): [ChannelCredentials, ClientOptions] {
+  const creds = access?.tls ? grpcCredentials.createSsl(access.tls.ca ?? null) : grpcCredentials.createInsecure();
+  const options: ClientOptions = { ...channelOptions(maxMessageBytes) };
+  if (access?.token) options.interceptors = [tokenInterceptor(access.token)];
+  return [creds, options];
 }
 
-export function chunksClient(address: string, maxMessageBytes?: number): ChunksClient {
+export function libraryClient(address: string, maxMessageBytes?: number, access?: ClientAccess): LibraryClient {
+  const { Library } = dataPlane().firefly.v1;
+  return new Library(address, ...clientSetup(maxMessageBytes, access));
+}
+
+export function chunksClient(address: string, maxMessageBytes?: number, access?: ClientAccess): ChunksClient {
   const { Chunks } = dataPlane().firefly.v1;
-  return new Chunks(address, grpcCredentials.createInsecure(), channelOptions(maxMessageBytes));
+  return new Chunks(address, ...clientSetup(maxMessageBytes, access));
 }
 
 /** Stops a gRPC server: lets calls under way finish, then cuts what is left after `graceMs`. */

@@ -30,6 +30,13 @@ export interface BrokerOptions {
   clientId: string;
   keepaliveSeconds?: number;
   will?: IClientOptions['will'];
+  /** For mqtts:// brokers: the CA (PEM) to trust instead of the system's; rejectUnauthorized false only for the hub's own loopback connection. */
+  tls?: { ca?: Buffer; rejectUnauthorized?: boolean };
+}
+
+/** The same broker address over TLS (mqtt:// becomes mqtts://, tcp:// ssl://, ws:// wss://). */
+export function tlsUrl(url: string): string {
+  return url.replace(/^mqtt:\/\//i, 'mqtts://').replace(/^tcp:\/\//i, 'ssl://').replace(/^ws:\/\//i, 'wss://');
 }
 
 /**
@@ -47,6 +54,7 @@ export function connectBroker(options: BrokerOptions, onError: (message: string)
     clean: true,
     will: options.will,
     protocolVersion: 4,
+    ...(options.tls ? { ca: options.tls.ca, rejectUnauthorized: options.tls.rejectUnauthorized ?? true } : {}),
   });
   client.on('error', (err) => onError(`MQTT broker ${options.url}: ${err.message}`));
   return client;

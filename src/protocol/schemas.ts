@@ -78,6 +78,8 @@ export const storeUsageSchema = z.object({
   chunks: z.int().min(0),
   bytes: z.int().min(0),
   budgetBytes: z.int().min(0),
+  /** The node's disk is full: it keeps (and plays) what it holds but cannot fetch more. */
+  full: z.boolean().optional(),
 });
 export type StoreUsage = z.infer<typeof storeUsageSchema>;
 
@@ -327,6 +329,8 @@ export const welcomeSchema = z.object({
   volume,
   group: groupStateSchema.nullable(),
   libraryVersion: z.int().min(0),
+  /** With credentials on: what this node presents to its peers' chunk servers, and requires from them. */
+  swarmToken: z.string().min(1).max(128).optional(),
 });
 export type Welcome = z.infer<typeof welcomeSchema>;
 

@@ -52,6 +52,8 @@ export interface SwarmStats extends FetchStats {
 export interface SwarmOptions {
   /** This node's uuid: named to the hub on every Fetch, and never its own source. */
   self: string;
+  /** Makes the client for a peer's chunk server (with credentials on: one that presents the swarm token). */
+  peerClient?: (address: string) => ChunksClient;
   /** Fetch from peers too; false: the hub only. */
   peers: boolean;
   /** Fetch calls open at once to one source. */
@@ -263,7 +265,7 @@ export class SwarmFetcher {
         s = undefined;
       }
       if (!s) {
-        s = new Source(info.nodeUuid, info.address, false, chunksClient(info.address));
+        s = new Source(info.nodeUuid, info.address, false, (this.options.peerClient ?? chunksClient)(info.address));
         this.sources.set(info.nodeUuid, s);
         this.log.debug({ peer: info.nodeUuid, address: info.address }, 'new peer source');
       }

@@ -12,7 +12,7 @@ import { cleanup, waitFor } from './processes.js';
 import { ctl, mosquittoClient, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './control-plane.js';
 
 /** Deterministic pseudo-random numbers, so a failing fuzz case can be replayed. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
     s = (s + 0x6d2b79f5) >>> 0;

@@ -324,8 +324,9 @@ export async function ctlLibrary(hub: string, failed = false): Promise<CtlEntry[
 }
 
 /** Every entry the hub reports through the Changes call (removed ones included), and its version. */
-export async function hubChanges(address: string, since = 0): Promise<{ version: number; entries: LibraryEntry__Output[] }> {
-  const client = libraryClient(address);
+export async function hubChanges(address: string, since = 0, token?: string): Promise<{ version: number; entries: LibraryEntry__Output[] }> {
+  // A hub with credentials on needs a token (docs/security.md).
+  const client = libraryClient(address, undefined, token ? { token: () => token } : undefined);
   try {
     const entries: LibraryEntry__Output[] = [];
     let version = since;
