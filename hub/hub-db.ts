@@ -3,12 +3,13 @@ import { openDatabase, type Db } from '../src/storage/sqlite.js';
 import { GROUPS_SCHEMA } from './groups/groups.js';
 import { REGISTRY_SCHEMA } from './registry/registry.js';
 import { PLAYBACK_SCHEMA } from './playback/play-queue.js';
+import { PLAYLISTS_SCHEMA } from './playlists/playlists.js';
 
 /**
  * The hub's control state (nodes it has met, groups, queues and playback settings), in its own SQLite file beside the
  * catalogue so each file migrates on its own.
  */
-const MIGRATIONS = [REGISTRY_SCHEMA + GROUPS_SCHEMA, PLAYBACK_SCHEMA];
+const MIGRATIONS = [REGISTRY_SCHEMA + GROUPS_SCHEMA, PLAYBACK_SCHEMA, PLAYLISTS_SCHEMA];
 
 export function openHubDb(dataDir: string): Db {
   return openDatabase(join(dataDir, 'hub.sqlite'), MIGRATIONS);

@@ -13,6 +13,7 @@ import { CommandRouter } from './control/commands.js';
 import { LibraryAnnouncer } from './control/library-announcer.js';
 import { Groups } from './groups/groups.js';
 import { Playback } from './playback/playback.js';
+import { Playlists } from './playlists/playlists.js';
 import { openHubDb } from './hub-db.js';
 import { NodeRegistry } from './registry/registry.js';
 import { HoldingsMap } from './swarm/holdings.js';
@@ -45,6 +46,8 @@ export class Hub {
   readonly announcer: LibraryAnnouncer;
   /** Queues, transport and the start barrier: one sync coordinator per group. */
   readonly playback: Playback;
+  /** Saved playlists (playlist/* commands, retained hub/playlists); play {playlistId} reads them. */
+  readonly playlists: Playlists;
   /** Peer-to-peer: which node holds which chunks (and what the hub is sending whom); answers Library.Sources. */
   readonly holdings: HoldingsMap;
   /** mDNS advertisement (_firefly._tcp); absent with discovery.advertise off. */
@@ -100,6 +103,7 @@ export class Hub {
     this.groups = new Groups(this.db, this.channel, this.commands, this.registry, log.child({ module: 'groups' }));
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
+    this.playlists = new Playlists(this.db, this.channel, this.commands, this.catalogue, this.playback, log.child({ module: 'playlists' }));
     this.http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ module: 'http' }));
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(
@@ -124,6 +128,8 @@ export class Hub {
 
   async start(): Promise<void> {
     const control = [...(this.broker ? [this.broker] : []), this.channel, this.commands, this.registry, this.groups, this.playback, this.holdings, this.announcer];
+    // Modules added after the list above was written; the cast widens its inferred element type.
+    (control as { start(): Promise<void>; stop(): Promise<void> }[]).push(this.playlists);
     // Advertise once the data plane listens, before the (possibly long) first index.
     for (const module of [...control, this.clockServer, this.dataPlane, ...(this.advertiser ? [this.advertiser] : []), this.http, this.library]) {
       await module.start();
