@@ -14,6 +14,7 @@ import { LibraryAnnouncer } from './control/library-announcer.js';
 import { Groups } from './groups/groups.js';
 import { Playback } from './playback/playback.js';
 import { Playlists } from './playlists/playlists.js';
+import { HomeAssistantBridge } from './homeassistant/bridge.js';
 import { openHubDb } from './hub-db.js';
 import { NodeRegistry } from './registry/registry.js';
 import { HoldingsMap } from './swarm/holdings.js';
@@ -48,6 +49,8 @@ export class Hub {
   readonly playback: Playback;
   /** Saved playlists (playlist/* commands, retained hub/playlists); play {playlistId} reads them. */
   readonly playlists: Playlists;
+  /** Home Assistant: MQTT discovery and the plain …/set command topics; absent with homeAssistant.enabled off. */
+  readonly homeAssistant?: HomeAssistantBridge;
   /** Peer-to-peer: which node holds which chunks (and what the hub is sending whom); answers Library.Sources. */
   readonly holdings: HoldingsMap;
   /** mDNS advertisement (_firefly._tcp); absent with discovery.advertise off. */
@@ -104,6 +107,19 @@ export class Hub {
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
     this.playlists = new Playlists(this.db, this.channel, this.commands, this.catalogue, this.playback, log.child({ module: 'playlists' }));
+    if (config.homeAssistant.enabled) {
+      this.homeAssistant = new HomeAssistantBridge(
+        this.channel,
+        this.commands,
+        this.registry,
+        this.groups,
+        this.playback,
+        this.playlists,
+        this.catalogue,
+        { discoveryPrefix: config.homeAssistant.discoveryPrefix, positionIntervalMs: config.homeAssistant.positionIntervalSeconds * 1000, hubName: config.name, software: SOFTWARE_VERSION },
+        log.child({ module: 'homeassistant' }),
+      );
+    }
     this.http = new HttpServer({ host: config.http.host, port: config.http.port }, log.child({ module: 'http' }));
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(
@@ -129,7 +145,7 @@ export class Hub {
   async start(): Promise<void> {
     const control = [...(this.broker ? [this.broker] : []), this.channel, this.commands, this.registry, this.groups, this.playback, this.holdings, this.announcer];
     // Modules added after the list above was written; the cast widens its inferred element type.
-    (control as { start(): Promise<void>; stop(): Promise<void> }[]).push(this.playlists);
+    (control as { start(): Promise<void>; stop(): Promise<void> }[]).push(this.playlists, ...(this.homeAssistant ? [this.homeAssistant] : []));
     // Advertise once the data plane listens, before the (possibly long) first index.
     for (const module of [...control, this.clockServer, this.dataPlane, ...(this.advertiser ? [this.advertiser] : []), this.http, this.library]) {
       await module.start();

@@ -23,6 +23,8 @@ export const HUB_ENV: EnvBinding[] = [
   { env: 'FIREFLY_MQTT_TOPIC_PREFIX', path: ['mqtt', 'topicPrefix'], kind: 'string' },
   { env: 'FIREFLY_HUB_NAME', path: ['name'], kind: 'string' },
   { env: 'FIREFLY_ADVERTISE', path: ['discovery', 'advertise'], kind: 'boolean' },
+  { env: 'FIREFLY_HOME_ASSISTANT', path: ['homeAssistant', 'enabled'], kind: 'boolean' },
+  { env: 'FIREFLY_HA_DISCOVERY_PREFIX', path: ['homeAssistant', 'discoveryPrefix'], kind: 'string' },
   { env: 'FIREFLY_LOG_LEVEL', path: ['logLevel'], kind: 'string' },
 ];
 
@@ -42,6 +44,8 @@ export const HUB_FLAGS: FlagBinding[] = [
   { flag: '--topic-prefix <prefix>', path: ['mqtt', 'topicPrefix'], kind: 'string', help: 'root of every MQTT topic (default firefly)' },
   { flag: '--name <name>', path: ['name'], kind: 'string', help: 'name nodes see when they look for a hub (default: host name)' },
   { flag: '--no-advertise', path: ['discovery', 'advertise'], kind: 'boolean', help: 'do not advertise the hub over mDNS (nodes then need --hub)' },
+  { flag: '--no-home-assistant', path: ['homeAssistant', 'enabled'], kind: 'boolean', help: 'no Home Assistant discovery and no plain …/set command topics' },
+  { flag: '--ha-discovery-prefix <prefix>', path: ['homeAssistant', 'discoveryPrefix'], kind: 'string', help: "Home Assistant's MQTT discovery prefix (default homeassistant)" },
   { flag: '--upload-limit <rate>', path: ['grpc', 'uploadLimitBytesPerSecond'], kind: 'bitrate', help: 'cap the chunk upload to nodes, in bits per second: 100M = 100 Mbit/s (default 0 = unlimited)' },
   { flag: '--heartbeat-timeout <seconds>', path: ['nodes', 'heartbeatTimeoutSeconds'], kind: 'number', help: 'mark a silent node offline after this long (default 3)' },
   { flag: '--workers <n>', path: ['index', 'workers'], kind: 'number', help: 'indexing threads, 0 = one per core' },
