@@ -2,6 +2,7 @@ import type { Logger } from '../../src/log.js';
 import { monotonicMs } from '../../src/clock/local-clock.js';
 import {
   encode,
+  GROUP_ACTIONS,
   groupSetSchema,
   nodeSetSchema,
   parsePayload,
@@ -298,6 +299,11 @@ export class HomeAssistantBridge {
     if (!where) return this.channel.error(topic, 'unknown-topic', 'expected <prefix>/group/<group>/set or <prefix>/node/<node>/set');
     if (message.retained) return this.channel.error(topic, 'invalid', 'retained commands are ignored (publish without the retain flag)');
     try {
+      const word = bareWord(message.payload);
+      const words: readonly string[] = where.kind === 'group' ? GROUP_ACTIONS : ['mute', 'unmute'];
+      if (word !== undefined && !words.includes(word)) {
+        return this.channel.error(topic, 'invalid', `${where.kind} set: unknown command ${JSON.stringify(word.slice(0, 32))}; expected one of ${words.join(', ')}, or a JSON object such as {"volume": 30}`);
+      }
       if (where.kind === 'group') {
         const parsed = parsePayload(groupSetSchema, wordAsJson(message.payload));
         if (!parsed.ok) return this.channel.error(topic, parsed.code, `group set: ${parsed.message}`, null, parsed.issues);
@@ -395,8 +401,15 @@ export class HomeAssistantBridge {
   }
 }
 
+/** The one word a payload holds, bare (`play`) or as a JSON string (`"play"`), else undefined. */
+function bareWord(payload: Buffer): string | undefined {
+  const text = payload.length <= 66 ? payload.toString('utf8').trim() : '';
+  const m = /^"?([A-Za-z_]+)"?$/.exec(text);
+  return m && (m[0].startsWith('"') === m[0].endsWith('"')) ? m[1] : undefined;
+}
+
 /** A bare word (`play`) is taken as the JSON string `"play"`; anything else is parsed as it is. */
 function wordAsJson(payload: Buffer): Buffer {
-  const text = payload.length <= 32 ? payload.toString('utf8').trim() : '';
-  return /^[a-z]+$/.test(text) ? encode(text) : payload;
+  const word = bareWord(payload);
+  return word !== undefined ? encode(word) : payload;
 }

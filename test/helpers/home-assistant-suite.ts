@@ -401,7 +401,9 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
 
   test('bad plain commands get the hub error event, naming what is wrong, and change nothing', async () => {
     const cases: [string, string, string, RegExp][] = [
-      [t().groupSet(groupId), 'bogus', 'invalid', /group set/],
+      [t().groupSet(groupId), 'bogus', 'invalid', /unknown command "bogus"; expected one of play, pause/],
+      [t().groupSet(groupId), '"dance"', 'invalid', /unknown command "dance"/],
+      [t().nodeSet(nodes[0].uuid!), 'play', 'invalid', /node set: unknown command "play"; expected one of mute, unmute/],
       [t().groupSet(groupId), '{"volume": 300}', 'invalid', /volume/],
       [t().groupSet(groupId), '{"volume": 20, "extra": 1}', 'invalid', /extra|Unrecognized/i],
       [t().groupSet(groupId), '{"playlist": "Nope"}', 'not-found', /no playlist "Nope"/],
