@@ -68,7 +68,8 @@ describe('saved playlists (real hub, embedded broker)', () => {
     await makeTrack(join(library, 'a.flac'), { format: 'flac', seconds: 4, seed: 1, title: 'Alpha' });
     await makeTrack(join(library, 'b.flac'), { format: 'flac', seconds: 3, seed: 2, title: 'Beta' });
     await makeTrack(join(library, 'c.ogg'), { format: 'ogg', seconds: 2, seed: 3, title: 'Gamma' });
-    hub = await startControlHub(broker, { library });
+    // Playlists need no Home Assistant bridge: this hub runs without it.
+    hub = await startControlHub(broker, { library, extraArgs: ['--no-home-assistant'] });
     await hub.proc.waitForLog('library indexed', 60_000);
     for (const e of await ctlLibrary(hub.grpc)) ids[e.path] = e.id;
     assert.equal(Object.keys(ids).length, 3);
@@ -80,6 +81,19 @@ describe('saved playlists (real hub, embedded broker)', () => {
     await observer?.close();
     await hub?.proc.stop();
     await cleanup();
+  });
+
+  it('with --no-home-assistant: no discovery, and the plain …/set topics are not served', async () => {
+    const probe = await new Observer(broker).connect();
+    try {
+      await probe.subscribe('homeassistant/#', probe.topics.groupSet('+'), probe.topics.errors);
+      await probe.publish(probe.topics.groupSet(1), 'play');
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.deepEqual(probe.messages.filter((m) => m.topic.startsWith('homeassistant/') || m.topic === probe.topics.errors).map((m) => m.topic), []);
+      assert.equal(hub.proc.logs.filter((l) => l.msg === 'Home Assistant discovery published').length, 0);
+    } finally {
+      await probe.close();
+    }
   });
 
   it('publishes an empty retained list at start', async () => {

@@ -472,4 +472,16 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
     const left = await retainedWithMosquittoSub(broker, [t().groupMedia(atticId), t().groupCover(atticId), t().groupState(atticId)]);
     assert.deepEqual(left, [], 'nothing retained for the deleted group');
   });
+
+  test("a config for a group this hub does not have (left from another run) is removed; other installations' are left alone", async () => {
+    const hubId = [...(await configs()).values()].find((d) => d.dev.mdl === 'Hub')!.dev.ids[0];
+    const stale = hubId.replace(/_hub$/, '_group_77');
+    const foreign = 'some_other_bridge_device';
+    const config = JSON.stringify({ dev: { ids: [stale], name: 'Gone' }, o: { name: 'Firefly' }, cmps: { play: { p: 'button', unique_id: `${stale}_play`, command_topic: 'x/set' } } });
+    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-t', `${ha}/device/${stale}/config`, '-m', config]);
+    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-t', `${ha}/device/${foreign}/config`, '-m', config.replaceAll(stale, foreign)]);
+    await waitFor('the stale config removed', async () => !(await configs()).has(stale));
+    assert.ok((await configs()).has(foreign), "another installation's config stays");
+    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-n', '-t', `${ha}/device/${foreign}/config`]);
+  });
 }
