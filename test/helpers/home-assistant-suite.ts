@@ -18,7 +18,12 @@ import { REQUIRED_OPTIONS, type DeviceConfig } from '../../hub/homeassistant/dis
 import { makeTrack } from './audio.js';
 import { mosquittoClient, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './control-plane.js';
 import { framesOf, readMeasure } from './measure.js';
-import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './processes.js';
+import { cleanup, ctlLibrary, tempDir, waitFor as waitUntil, type FireflyProcess } from './processes.js';
+
+/** The machine is shared and loaded: every wait here is generous (a minute) unless it says otherwise. */
+function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  return waitUntil(what, check, timeoutMs, everyMs);
+}
 
 const run = promisify(execFile);
 
@@ -95,7 +100,7 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
   const mark = () => observer.messages.length;
 
   /** The first message on `topic` after `since` that passes `match`. */
-  function after_<T>(since: number, topic: string, what: string, match: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  function after_<T>(since: number, topic: string, what: string, match: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
     return waitFor(
       what,
       () => {
@@ -121,7 +126,7 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
         const perNode = await Promise.all(nodes.map(async (n) => framesOf(await readMeasure(n.measure), session, entryId)));
         return perNode.every((f) => f.size >= min) ? perNode : undefined;
       },
-      20_000,
+      60_000,
       200,
     );
   }
@@ -171,15 +176,23 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
     }
     for (const n of nodes) await n.proc!.waitForLog((l) => l.msg === 'sync complete', 60_000);
     await pub(broker, t().command('group/create'), JSON.stringify({ name: 'Kitchen', members: nodes.map((n) => n.nodeId) }));
-    const list2 = await observer.waitFor<{ groups: GroupState[] }>('the group', t().groups, (l) => l.groups.some((g) => g.name === 'Kitchen' && g.members.length === 2 && g.available), 20_000);
+    const list2 = await observer.waitFor<{ groups: GroupState[] }>('the group', t().groups, (l) => l.groups.some((g) => g.name === 'Kitchen' && g.members.length === 2 && g.available), 60_000);
     groupId = list2.groups.find((g) => g.name === 'Kitchen')!.groupId;
     await pub(broker, t().command('playlist/create'), JSON.stringify({ name: 'Evening', entryIds: [entries.get('other/else.ogg'), entries.get('kob/1 so what.flac')] }));
-    await observer.waitFor<PlaylistList>('the playlist', t().playlists, (l) => l.playlists.length === 1);
+    await observer.waitFor<PlaylistList>('the playlist', t().playlists, (l) => l.playlists.length === 1, 60_000);
     // Clocks synced before anything plays.
-    await waitFor('clocks synced', () => observer.last<NodeList>(t().nodes)?.nodes.every((n) => !n.online || n.clock?.synced) && true, 30_000);
+    await waitFor('clocks synced', () => observer.last<NodeList>(t().nodes)?.nodes.every((n) => !n.online || n.clock?.synced) && true, 60_000);
   });
 
   after(async () => {
+    // With FIREFLY_TEST_KEEP, the hub's and nodes' logs are kept beside the measurement files.
+    if (process.env.FIREFLY_TEST_KEEP) {
+      const { writeFile } = await import('node:fs/promises');
+      for (const [name, proc, dir] of [['hub', hub?.proc, hub?.dataDir], ...nodes.map((n) => [n.name, n.proc, join(n.measure, '..')] as const)] as const) {
+        if (proc && dir) await writeFile(join(dir, `${name}.log`), proc.logs.map((l) => JSON.stringify(l)).join('\n'));
+      }
+      process.stderr.write(`logs kept: ${hub?.dataDir}, ${nodes.map((n) => n.measure).join(', ')}\n`);
+    }
     await observer?.close();
     await hub?.proc.stop();
     for (const n of nodes) await n.proc?.stop();
@@ -449,7 +462,8 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
     const states = await retainedWithMosquittoSub(broker, stateTopics);
     assert.deepEqual(states.map((s) => s.topic).sort(), [...stateTopics].sort());
     const media = JSON.parse(states.find((s) => s.topic === t().groupMedia(groupId))!.payload.toString()) as GroupMedia;
-    assert.equal(media.volume, 25);
+    assert.equal(media.volume, groupState().volume);
+    assert.equal(media.state, groupState().playback.state);
   });
 
   test('a deleted group loses its device; a new playlist becomes an option', async () => {
