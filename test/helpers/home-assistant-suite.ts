@@ -279,8 +279,10 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
 
     // Playlist select → the playlist plays on both nodes.
     let since = mark();
+    const sent = Date.now();
     await pub(broker, c.playlist.command_topic as string, renderCommand(c.playlist.command_template as string, 'Evening'));
     let g = await stateAfter(since, 'the playlist playing', (s) => s.playback.state === 'playing' && s.playback.anchor !== null);
+    process.stderr.write(`${broker.kind}: playlist select (mosquitto_pub) → group state playing: ${Date.now() - sent} ms\n`);
     assert.equal(g.playback.entryId, entries.get('other/else.ogg'));
     assert.deepEqual(g.queue.items.map((i) => i.entryId), [entries.get('other/else.ogg'), entries.get('kob/1 so what.flac')]);
     await framesOnEveryNode(g.playback.session!, g.playback.entryId!);
@@ -290,8 +292,10 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
 
     // Volume slider → group volume 30, and every node is told its new gain.
     since = mark();
+    const volumeSent = Date.now();
     await pub(broker, c.volume.command_topic as string, renderCommand(c.volume.command_template as string, 30));
     g = await stateAfter(since, 'volume 30', (s) => s.volume === 30);
+    process.stderr.write(`${broker.kind}: volume slider (mosquitto_pub) → group state volume 30: ${Date.now() - volumeSent} ms\n`);
     for (const n of nodes) await after_<{ command: string; groupVolume?: number }>(since, t().nodeCommand(n.uuid!), `${n.name} told volume 30`, (cmd) => cmd.command === 'volume' && cmd.groupVolume === 30);
 
     // Pause: the nodes stop writing frames.
@@ -395,6 +399,21 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
     await pub(broker, set, JSON.stringify({ search: 'someone else' }));
     g = await stateAfter(since, 'the search result', (s) => s.queue.length === 1 && s.playback.entryId === entries.get('other/else.ogg') && s.playback.anchor !== null);
 
+    // entries, then the words pause and resume (bare and as a JSON string), and {"action"}.
+    since = mark();
+    await pub(broker, set, JSON.stringify({ entries: [entries.get('kob/2 freddie.flac'), entries.get('other/else.ogg')] }));
+    g = await stateAfter(since, 'the entries', (s) => s.queue.length === 2 && s.playback.entryId === entries.get('kob/2 freddie.flac') && s.playback.anchor !== null);
+    since = mark();
+    await pub(broker, set, 'pause');
+    await stateAfter(since, 'paused', (s) => s.playback.state === 'paused');
+    since = mark();
+    await pub(broker, set, '"resume"');
+    g = await stateAfter(since, 'resumed', (s) => s.playback.state === 'playing' && s.playback.anchor !== null && s.playback.anchor.positionMs > 0);
+    await framesOnEveryNode(g.playback.session!, g.playback.entryId!);
+    since = mark();
+    await pub(broker, set, '{"action": "next"}');
+    g = await stateAfter(since, 'next by action', (s) => s.playback.entryId === entries.get('other/else.ogg') && s.playback.anchor !== null);
+
     since = mark();
     await pub(broker, set, JSON.stringify({ seek: 5 }));
     g = await stateAfter(since, 'the seek', (s) => s.playback.anchor?.positionMs === 5000);
@@ -410,6 +429,13 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
     since = mark();
     await pub(broker, set, 'stop');
     await stateAfter(since, 'stopped', (s) => s.playback.state === 'stopped');
+
+    // A node by name: out of its group with null, back by group id.
+    since = mark();
+    await pub(broker, t().nodeSet('kitchen'), '{"group": null}');
+    await stateAfter(since, 'kitchen out', (s) => s.members.length === 1);
+    await pub(broker, t().nodeSet('kitchen'), JSON.stringify({ group: groupId }));
+    await stateAfter(since, 'kitchen back', (s) => s.members.length === 2);
   });
 
   test('bad plain commands get the hub error event, naming what is wrong, and change nothing', async () => {
