@@ -405,10 +405,12 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
     g = await stateAfter(since, 'the entries', (s) => s.queue.length === 2 && s.playback.entryId === entries.get('kob/2 freddie.flac') && s.playback.anchor !== null);
     since = mark();
     await pub(broker, set, 'pause');
-    await stateAfter(since, 'paused', (s) => s.playback.state === 'paused');
+    const paused = await stateAfter(since, 'paused', (s) => s.playback.state === 'paused');
     since = mark();
     await pub(broker, set, '"resume"');
-    g = await stateAfter(since, 'resumed', (s) => s.playback.state === 'playing' && s.playback.anchor !== null && s.playback.anchor.positionMs > 0);
+    // A new session from where it paused (0 when the pause came before the start instant).
+    g = await stateAfter(since, 'resumed', (s) => s.playback.state === 'playing' && s.playback.anchor !== null && s.playback.session !== paused.playback.session);
+    assert.ok(Math.abs(g.playback.anchor!.positionMs - paused.playback.positionMs) < 5, `resumed at ${g.playback.anchor!.positionMs} ms, paused at ${paused.playback.positionMs} ms`);
     await framesOnEveryNode(g.playback.session!, g.playback.entryId!);
     since = mark();
     await pub(broker, set, '{"action": "next"}');
@@ -455,6 +457,10 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
       [t().nodeSet('nobody'), '{"volume": 3}', 'not-found', /no node "nobody"/],
       [t().nodeSet(nodes[0].uuid!), '{"group": "Attic"}', 'not-found', /no group "Attic"/],
     ];
+    // Stopped first, so nothing moves on by itself while the refusals are checked.
+    const since0 = mark();
+    await pub(broker, t().groupSet(groupId), 'stop');
+    await stateAfter(since0, 'stopped', (s) => s.playback.state === 'stopped');
     const before = groupState();
     for (const [topic, payload, code, text] of cases) {
       const since = mark();
