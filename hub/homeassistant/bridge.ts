@@ -12,6 +12,7 @@ import {
   type GroupState,
   type NodeSet,
   type NodeState,
+  type Playlist,
 } from '../../src/protocol/schemas.js';
 import { HomeAssistantTopics, type CommandName } from '../../src/protocol/topics.js';
 import type { ControlChannel, IncomingMessage } from '../control/channel.js';
@@ -75,6 +76,12 @@ export class HomeAssistantBridge {
   private readonly lastNodeState = new Map<string, string>();
   private readonly knownGroups = new Set<number>();
   private positionTimer?: NodeJS.Timeout;
+  /** Changes seen since the last flush: bursts of state messages cost one refresh. */
+  private readonly pendingGroups = new Set<number>();
+  private pendingAll = false;
+  private flushTimer?: NodeJS.Timeout;
+  /** The playlist list (with durations) read once per change, not once per refresh. */
+  private playlistCache?: Playlist[];
   private unsubscribePlaylists?: () => void;
   private running = false;
 
@@ -98,10 +105,13 @@ export class HomeAssistantBridge {
     const t = this.channel.topics;
     await this.channel.handle(t.allGroupSets, (m) => this.onSet(m));
     await this.channel.handle(t.allNodeSets, (m) => this.onSet(m));
-    await this.channel.handle(t.allGroupStates, (m) => this.guarded('group state', () => this.onGroupState(m)));
-    await this.channel.handle(t.nodes, () => this.guarded('node list', () => this.refreshNodes()));
+    await this.channel.handle(t.allGroupStates, (m) => this.onGroupState(m));
+    await this.channel.handle(t.nodes, () => this.schedule());
     await this.channel.handle(this.ha.status, (m) => this.guarded('birth message', () => this.onHomeAssistantStatus(m)));
-    this.unsubscribePlaylists = this.playlists.onChange(() => this.guarded('playlists', () => this.refreshGroups()));
+    this.unsubscribePlaylists = this.playlists.onChange(() => {
+      this.playlistCache = undefined;
+      this.schedule(true);
+    });
     this.publishAll(false);
     // Configs left on the broker for groups or nodes this hub no longer has (a hub started
     // with another data folder, say) are removed: the retained configs arrive on subscribe.
@@ -116,6 +126,7 @@ export class HomeAssistantBridge {
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.positionTimer);
+    clearTimeout(this.flushTimer);
     this.unsubscribePlaylists?.();
   }
 
@@ -128,6 +139,34 @@ export class HomeAssistantBridge {
     this.refreshNodes(force);
   }
 
+  private savedPlaylists(): Playlist[] {
+    this.playlistCache ??= this.playlists.list();
+    return this.playlistCache;
+  }
+
+  /** Refreshes soon (50 ms): the groups named since the last flush, or all of them; nodes always. */
+  private schedule(all = false, groupId?: number): void {
+    if (all) this.pendingAll = true;
+    if (groupId !== undefined) this.pendingGroups.add(groupId);
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      this.guarded('refresh', () => this.flush());
+    }, 50);
+  }
+
+  private flush(): void {
+    const ids = this.pendingAll ? [...new Set([...this.knownGroups, ...this.groups.list().map((g) => g.groupId)])] : [...this.pendingGroups];
+    this.pendingAll = false;
+    this.pendingGroups.clear();
+    for (const groupId of ids) {
+      const group = this.groups.state(groupId);
+      if (group) this.refreshGroup(group);
+      else if (this.knownGroups.has(groupId)) this.removeGroup(groupId);
+    }
+    // Node selects list the groups, node states name them, group media carry members' clocks.
+    this.refreshNodes();
+  }
+
   private refreshGroups(force = false): void {
     for (const g of this.groups.list()) this.refreshGroup(g, force);
   }
@@ -135,7 +174,7 @@ export class HomeAssistantBridge {
   private refreshGroup(group: GroupState, force = false): void {
     this.knownGroups.add(group.groupId);
     const cover = this.coverOf(group);
-    this.publishDevice(groupObjectId(this.channel.topics, group.groupId), groupDevice(this.ctx, group, this.playlists.list().map((p) => p.name), cover?.mime ?? null), force);
+    this.publishDevice(groupObjectId(this.channel.topics, group.groupId), groupDevice(this.ctx, group, this.savedPlaylists().map((p) => p.name), cover?.mime ?? null), force);
     this.publishMedia(group, cover !== undefined, force);
     const coverKey = cover ? `${cover.hash}` : null;
     if (force || this.lastCover.get(group.groupId) !== coverKey) {
@@ -160,8 +199,9 @@ export class HomeAssistantBridge {
   }
 
   private refreshNodes(force = false): void {
-    const groupNames = this.groups.list().map((g) => g.name);
-    const byId = new Map(this.groups.list().map((g) => [g.groupId, g.name]));
+    const groups = this.groups.list();
+    const groupNames = groups.map((g) => g.name);
+    const byId = new Map(groups.map((g) => [g.groupId, g.name]));
     for (const node of this.registry.list()) {
       this.publishDevice(nodeObjectId(this.channel.topics, node.uuid), nodeDevice(this.ctx, node, groupNames), force);
       const output = this.playback.memberOutput(node.nodeId);
@@ -185,7 +225,7 @@ export class HomeAssistantBridge {
       this.channel.publish(this.channel.topics.nodeState(node.uuid), state, { retain: true });
     }
     // Sync quality of a group is its members' clock figures, which arrive with the node list.
-    for (const g of this.groups.list()) this.publishMedia(g, this.lastCover.get(g.groupId) != null, false);
+    for (const g of groups) this.publishMedia(g, this.lastCover.get(g.groupId) != null, false);
   }
 
   private publishDevice(objectId: string, config: DeviceConfig, force: boolean): void {
@@ -211,9 +251,7 @@ export class HomeAssistantBridge {
     if (p.state === 'playing' && p.anchor) positionMs = Math.max(0, p.anchor.positionMs + (monotonicMs() - p.anchor.hubMs));
     if (p.durationMs !== null) positionMs = Math.min(positionMs, p.durationMs);
     const queued = group.queue.items.map((i) => i.entryId);
-    const playlist = this.playlists
-      .list()
-      .find((pl) => pl.entryIds.length === group.queue.length && pl.entryIds.length > 0 && queued.every((e, i) => pl.entryIds[i] === e));
+    const playlist = this.savedPlaylists().find((pl) => pl.entryIds.length === group.queue.length && pl.entryIds.length > 0 && queued.every((e, i) => pl.entryIds[i] === e));
     const online = group.members.filter((m) => m.online);
     const errors = online.map((m) => this.registry.info(m.nodeId)?.clock?.errorMs).filter((e): e is number => typeof e === 'number');
     return {
@@ -252,17 +290,7 @@ export class HomeAssistantBridge {
   private onGroupState(message: IncomingMessage): void {
     const prefix = `${this.channel.topics.prefix}/group/`;
     const groupId = Number(message.topic.slice(prefix.length, -'/state'.length));
-    if (!Number.isInteger(groupId) || groupId < 1) return;
-    const group = this.groups.state(groupId);
-    if (group) {
-      this.refreshGroup(group);
-      // A new or renamed group is a new option in every node's group select, and members
-      // moving change node states (only what changed is published).
-      this.refreshNodes();
-    } else if (message.payload.length === 0 && this.knownGroups.has(groupId)) {
-      this.removeGroup(groupId);
-      this.refreshNodes();
-    }
+    if (Number.isInteger(groupId) && groupId >= 1) this.schedule(false, groupId);
   }
 
   private onHomeAssistantStatus(message: IncomingMessage): void {
@@ -369,8 +397,8 @@ export class HomeAssistantBridge {
         this.invoke('group/add', { groupId: this.resolveGroup(String(c.group)), nodeId });
       }
     }
-    // Mute of one node is not part of the node list: publish its state now.
-    this.refreshNodes();
+    // Mute of one node is not part of the node list: publish its state soon.
+    this.schedule();
   }
 
   private resolveGroup(given: string): number {
