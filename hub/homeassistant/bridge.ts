@@ -306,6 +306,16 @@ export class HomeAssistantBridge {
     if (message.payload.length === 0) return;
     const objectId = message.topic.slice(`${this.ha.discoveryPrefix}/device/`.length, -'/config'.length);
     if (!objectId.startsWith(`${installationTag(this.channel.topics)}_`) || this.published.has(objectId)) return;
+    // Ours only when it hangs off this hub's device (another installation's tag may start like ours).
+    const hubId = hubObjectId(this.channel.topics);
+    let dev: { ids?: unknown; via_device?: unknown } | undefined;
+    try {
+      dev = (JSON.parse(message.payload.toString('utf8')) as { dev?: { ids?: unknown; via_device?: unknown } }).dev;
+    } catch {
+      return;
+    }
+    const ours = dev?.via_device === hubId || (Array.isArray(dev?.ids) && dev.ids.includes(hubId));
+    if (!ours) return;
     this.log.info({ objectId }, 'removing a Home Assistant device this hub no longer has');
     this.channel.clearRetained(message.topic);
   }

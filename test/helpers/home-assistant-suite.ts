@@ -523,11 +523,17 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
     const hubId = [...(await configs()).values()].find((d) => d.dev.mdl === 'Hub')!.dev.ids[0];
     const stale = hubId.replace(/_hub$/, '_group_77');
     const foreign = 'some_other_bridge_device';
-    const config = JSON.stringify({ dev: { ids: [stale], name: 'Gone' }, o: { name: 'Firefly' }, cmps: { play: { p: 'button', unique_id: `${stale}_play`, command_topic: 'x/set' } } });
-    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-t', `${ha}/device/${stale}/config`, '-m', config]);
-    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-t', `${ha}/device/${foreign}/config`, '-m', config.replaceAll(stale, foreign)]);
+    // Another installation whose topic prefix extends ours ("<prefix>/upstairs"): its ids start like ours.
+    const lookalike = hubId.replace(/_hub$/, '_upstairs_group_1');
+    const config = (id: string, via: string) => JSON.stringify({ dev: { ids: [id], name: 'Gone', via_device: via }, o: { name: 'Firefly' }, cmps: { play: { p: 'button', unique_id: `${id}_play`, command_topic: 'x/set' } } });
+    // The stale one last: once it is gone, the hub has seen the other two.
+    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-t', `${ha}/device/${foreign}/config`, '-m', config(foreign, 'elsewhere')]);
+    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-t', `${ha}/device/${lookalike}/config`, '-m', config(lookalike, hubId.replace(/_hub$/, '_upstairs_hub'))]);
+    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-t', `${ha}/device/${stale}/config`, '-m', config(stale, hubId)]);
     await waitFor('the stale config removed', async () => !(await configs()).has(stale));
-    assert.ok((await configs()).has(foreign), "another installation's config stays");
-    await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-n', '-t', `${ha}/device/${foreign}/config`]);
+    const left = await configs();
+    assert.ok(left.has(foreign), "another bridge's config stays");
+    assert.ok(left.has(lookalike), "another Firefly installation's config stays");
+    for (const id of [foreign, lookalike]) await mosquittoClient(broker, 'mosquitto_pub', ['-r', '-n', '-t', `${ha}/device/${id}/config`]);
   });
 }
