@@ -13,6 +13,8 @@ import { CommandRouter } from './control/commands.js';
 import { LibraryAnnouncer } from './control/library-announcer.js';
 import { Groups } from './groups/groups.js';
 import { Playback } from './playback/playback.js';
+import { Playlists } from './playlists/playlists.js';
+import { HomeAssistantBridge } from './homeassistant/bridge.js';
 import { openHubDb } from './hub-db.js';
 import { NodeRegistry } from './registry/registry.js';
 import { HoldingsMap } from './swarm/holdings.js';
@@ -49,6 +51,10 @@ export class Hub {
   readonly announcer: LibraryAnnouncer;
   /** Queues, transport and the start barrier: one sync coordinator per group. */
   readonly playback: Playback;
+  /** Saved playlists (playlist/* commands, retained hub/playlists); play {playlistId} reads them. */
+  readonly playlists: Playlists;
+  /** Home Assistant: MQTT discovery and the plain …/set command topics; absent with homeAssistant.enabled off. */
+  readonly homeAssistant?: HomeAssistantBridge;
   /** Peer-to-peer: which node holds which chunks (and what the hub is sending whom); answers Library.Sources. */
   readonly holdings: HoldingsMap;
   /** mDNS advertisement (_firefly._tcp); absent with discovery.advertise off. */
@@ -134,6 +140,20 @@ export class Hub {
     this.groups = new Groups(this.db, this.channel, this.commands, this.registry, log.child({ module: 'groups' }));
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
     this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
+    this.playlists = new Playlists(this.db, this.channel, this.commands, this.catalogue, this.playback, log.child({ module: 'playlists' }));
+    if (config.homeAssistant.enabled) {
+      this.homeAssistant = new HomeAssistantBridge(
+        this.channel,
+        this.commands,
+        this.registry,
+        this.groups,
+        this.playback,
+        this.playlists,
+        this.catalogue,
+        { discoveryPrefix: config.homeAssistant.discoveryPrefix, positionIntervalMs: config.homeAssistant.positionIntervalSeconds * 1000, hubName: config.name, software: SOFTWARE_VERSION },
+        log.child({ module: 'homeassistant' }),
+      );
+    }
     this.http = new HttpServer({ host: config.http.host, port: config.http.port, https: security.tls }, log.child({ module: 'http' }));
     // Before any route plugin: the login and rate limit cover every route.
     installHttpAuth(this.http.app, { credentials: security.credentials, requestsPerSecond: security.authOn ? config.security.httpRequestsPerSecond : 0, secure: Boolean(security.tls), log: log.child({ module: 'http-auth' }) });
@@ -161,7 +181,18 @@ export class Hub {
   }
 
   async start(): Promise<void> {
-    const control = [...(this.broker ? [this.broker] : []), this.channel, this.commands, this.registry, this.groups, this.playback, this.holdings, this.announcer];
+    const control: { start(): Promise<void>; stop(): Promise<void> }[] = [
+      ...(this.broker ? [this.broker] : []),
+      this.channel,
+      this.commands,
+      this.registry,
+      this.groups,
+      this.playback,
+      this.playlists,
+      this.holdings,
+      this.announcer,
+      ...(this.homeAssistant ? [this.homeAssistant] : []),
+    ];
     // Advertise once the data plane listens, before the (possibly long) first index.
     for (const module of [...control, this.clockServer, this.dataPlane, ...(this.advertiser ? [this.advertiser] : []), this.http, this.devices, this.library]) {
       await module.start();

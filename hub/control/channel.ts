@@ -112,6 +112,11 @@ export class ControlChannel {
     this.tap(topic, value);
   }
 
+  /** Publishes bytes as they are (cover art), not JSON. */
+  publishBytes(topic: string, payload: Buffer, options: { retain?: boolean; qos?: 0 | 1 } = {}): void {
+    this.publishRaw(topic, payload, options);
+  }
+
   /** An empty retained payload clears the retained message of a topic. */
   clearRetained(topic: string): void {
     this.publishRaw(topic, Buffer.alloc(0), { retain: true });

@@ -8,6 +8,8 @@ import {
   groupListSchema,
   nodeListSchema,
   parsePayload,
+  playlistListSchema,
+  type PlaylistList,
   type GroupList,
   type GroupState,
   type NodeInfo,
@@ -215,6 +217,7 @@ export function addControlCommands(ctl: Command, fail: (err: unknown) => never):
   );
 
   addPlaybackCommands(ctl, run, groups, nodes);
+  addPlaylistCommands(ctl, run, groups);
 }
 
 function formatTime(ms: number): string {
@@ -309,4 +312,59 @@ function parseSwitch(text: string): boolean {
   if (text === 'on' || text === 'true') return true;
   if (text === 'off' || text === 'false') return false;
   throw new CtlError(`expected on or off, got ${JSON.stringify(text)}`);
+}
+
+/** A playlist given by id or by name. */
+function resolvePlaylist(list: PlaylistList, given: string) {
+  const byId = /^\d+$/.test(given) ? list.playlists.find((p) => p.playlistId === Number(given)) : undefined;
+  const found = byId ?? list.playlists.find((p) => p.name.toLowerCase() === given.toLowerCase());
+  if (!found) throw new CtlError(`no playlist ${JSON.stringify(given)}; known: ${list.playlists.map((p) => `${p.playlistId} ${p.name}`).join(', ') || 'none'}`);
+  return found;
+}
+
+/** `firefly ctl playlists` and `firefly ctl playlist create|rename|delete|add|remove|play`. */
+function addPlaylistCommands(ctl: Command, run: Run, groups: Reader<GroupList>): void {
+  const playlists = (client: MqttClient, topics: Topics, ms: number) => readRetained(client, topics.playlists, playlistListSchema, ms);
+  const print = (list: PlaylistList['playlists'], json?: boolean) => {
+    for (const p of list) {
+      if (json) process.stdout.write(`${JSON.stringify(p)}\n`);
+      else process.stdout.write(`${String(p.playlistId).padStart(4)}  ${p.name.padEnd(24)}  ${String(p.entryIds.length).padStart(5)} entries  ${formatTime(p.durationMs)}  ${p.entryIds.slice(0, 20).join(' ')}${p.entryIds.length > 20 ? ' …' : ''}\n`);
+    }
+  };
+  withMqttFlags(ctl.command('playlists').description('list the saved playlists')).action(
+    run((flags) => withBroker(flags, async (client, topics, ms) => print((await playlists(client, topics, ms)).playlists, flags.json))),
+  );
+  const playlist = ctl.command('playlist').description('create, rename, delete, change and play saved playlists');
+  const command = (usage: string, description: string, build: (client: MqttClient, topics: Topics, ms: number, args: string[]) => Promise<[CommandName, Record<string, unknown>]>) =>
+    withMqttFlags(playlist.command(usage).description(description)).action(
+      run((flags, ...args) =>
+        withBroker(flags, async (client, topics, ms) => {
+          const [name, body] = await build(client, topics, ms, args.map((a) => a as unknown as string | string[]).flat());
+          const result = await sendCommand(client, topics, name, body, ms);
+          if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+          else if (result && typeof result === 'object' && 'entryIds' in result) print([result as PlaylistList['playlists'][number]]);
+          else if (result && typeof result === 'object' && 'members' in result) printGroups([result as GroupState]);
+          else process.stdout.write(`ok ${JSON.stringify(result)}\n`);
+        }),
+      ),
+    );
+  const playlistId = async (client: MqttClient, topics: Topics, ms: number, given: string) => resolvePlaylist(await playlists(client, topics, ms), given).playlistId;
+  command('create <name> [entries...]', 'save a playlist, optionally with library entries (ids from `firefly ctl library`)', async (_c, _t, _ms, [name, ...entries]) => [
+    'playlist/create',
+    { name, entryIds: entries.length > 0 ? parseIds(entries, 'entries') : undefined },
+  ]);
+  command('rename <playlist> <name>', 'rename a playlist (given by id or name)', async (client, topics, ms, [p, name]) => ['playlist/rename', { playlistId: await playlistId(client, topics, ms, p), name }]);
+  command('delete <playlist>', 'delete a playlist', async (client, topics, ms, [p]) => ['playlist/delete', { playlistId: await playlistId(client, topics, ms, p) }]);
+  command('add <playlist> <entries...>', 'append library entries to a playlist', async (client, topics, ms, [p, ...entries]) => [
+    'playlist/add',
+    { playlistId: await playlistId(client, topics, ms, p), entryIds: parseIds(entries, 'entries') },
+  ]);
+  command('remove <playlist> <index>', 'remove the entry at this place (0 = first)', async (client, topics, ms, [p, index]) => [
+    'playlist/remove',
+    { playlistId: await playlistId(client, topics, ms, p), index: parseIds([String(Number(index) + 1)], 'index')[0] - 1 },
+  ]);
+  command('play <playlist> <group>', "replace a group's queue with the playlist and play it", async (client, topics, ms, [p, g]) => [
+    'play',
+    { groupId: resolveGroup(await groups(client, topics, ms), g).groupId, playlistId: await playlistId(client, topics, ms, p) },
+  ]);
 }

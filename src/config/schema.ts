@@ -154,6 +154,22 @@ export const hubConfigSchema = z
       })
       .strict()
       .prefault({}),
+    homeAssistant: z
+      .object({
+        /** Announce groups and nodes to Home Assistant (MQTT discovery) and serve the plain …/set command topics. */
+        enabled: z.boolean().default(true),
+        /** Home Assistant's MQTT discovery prefix (its MQTT integration setting of the same name). */
+        discoveryPrefix: z
+          .string()
+          .min(1)
+          .max(64)
+          .regex(/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/, 'letters, digits, _ and -, levels separated by /')
+          .default('homeassistant'),
+        /** Seconds between position updates of a playing group's media topic; 0: only on changes. */
+        positionIntervalSeconds: z.number().min(0).max(3600).default(5),
+      })
+      .strict()
+      .prefault({}),
     logLevel: logLevel.default('info'),
   })
   .strict();

@@ -415,6 +415,98 @@ export const errorEventSchema = z.object({
 export type ErrorEvent = z.infer<typeof errorEventSchema>;
 
 // ---------------------------------------------------------------------------------------
+// Plain command topics and Home Assistant (hub/homeassistant/)
+
+/** The one-word commands `<prefix>/group/<group>/set` takes (bare, or as a JSON string). */
+export const GROUP_ACTIONS = ['play', 'pause', 'resume', 'stop', 'next', 'previous', 'mute', 'unmute'] as const;
+export type GroupAction = (typeof GROUP_ACTIONS)[number];
+
+const searchText = z.string().trim().min(1, 'must not be empty').max(200, 'at most 200 characters');
+/** A playlist or group given by id, or by name (ignoring case). */
+const idOrName = z.union([id, name]);
+
+/**
+ * `<prefix>/group/<group>/set`: what Home Assistant (or anyone by hand) sends a group.
+ * Several fields may come together; they apply in this order: volume, mute, shuffle,
+ * repeat, then what to play (at most one of playlist, entry, entries, album, search,
+ * action), then seek.
+ */
+export const groupSetObjectSchema = z
+  .strictObject({
+    action: z.enum(GROUP_ACTIONS).optional(),
+    volume: volume.optional(),
+    muted: z.boolean().optional(),
+    shuffle: z.boolean().optional(),
+    repeat: z.enum(REPEAT_MODES).optional(),
+    playlist: idOrName.optional(),
+    entry: entryId.optional(),
+    entries: z.array(entryId).min(1).max(1000).optional(),
+    album: searchText.optional(),
+    search: searchText.optional(),
+    seek: z.number().nonnegative().max(24 * 3600).optional(),
+  })
+  .refine((c) => Object.values(c).some((v) => v !== undefined), 'give at least one of action, volume, muted, shuffle, repeat, playlist, entry, entries, album, search, seek')
+  .refine(
+    (c) => [c.action, c.playlist, c.entry, c.entries, c.album, c.search].filter((v) => v !== undefined).length <= 1,
+    'give at most one of action, playlist, entry, entries, album and search',
+  );
+export const groupSetSchema = z.union([z.enum(GROUP_ACTIONS), groupSetObjectSchema]);
+export type GroupSet = z.infer<typeof groupSetSchema>;
+
+/** `<prefix>/node/<node>/set`: a node's own volume, mute, and its group (null or "None": no group). */
+export const nodeSetSchema = z.union([
+  z.enum(['mute', 'unmute']),
+  z
+    .strictObject({ volume: volume.optional(), muted: z.boolean().optional(), group: idOrName.nullable().optional() })
+    .refine((c) => c.volume !== undefined || c.muted !== undefined || c.group !== undefined, 'give at least one of volume, muted, group'),
+]);
+export type NodeSet = z.infer<typeof nodeSetSchema>;
+
+/** Retained on `<prefix>/group/<groupId>/media`: what a group plays, for dashboards. */
+export const groupMediaSchema = z.object({
+  groupId: id,
+  name,
+  state: z.enum(['stopped', 'playing', 'paused']),
+  entryId: id.nullable(),
+  title: z.string().max(512).nullable(),
+  artist: z.string().max(512).nullable(),
+  album: z.string().max(512).nullable(),
+  /** Position when published (ms); while playing it is published again every few seconds. */
+  positionMs: z.number().nonnegative(),
+  durationMs: z.number().nonnegative().nullable(),
+  volume,
+  muted: z.boolean(),
+  /** The saved playlist the queue holds (same entries in the same order), else null. */
+  playlist: z.string().max(64).nullable(),
+  playlistId: id.nullable(),
+  /** True when the cover topic holds this track's cover. */
+  cover: z.boolean(),
+  /** The worst clock error among online members (ms), null when none reports one. */
+  syncErrorMs: z.number().nonnegative().nullable(),
+  membersOnline: z.int().min(0),
+  at: timestamp,
+});
+export type GroupMedia = z.infer<typeof groupMediaSchema>;
+
+/** Retained on `<prefix>/node/<uuid>/state`: one node as Home Assistant shows it. */
+export const nodeStateSchema = z.object({
+  nodeId: id,
+  uuid,
+  name,
+  online: z.boolean(),
+  groupId: id.nullable(),
+  /** The group's name, or "None". */
+  group: z.string().max(64),
+  volume,
+  muted: z.boolean(),
+  latencyMs,
+  playback: z.enum(['idle', 'buffering', 'playing', 'paused']).nullable(),
+  clock: clockQualitySchema.nullable(),
+  at: timestamp,
+});
+export type NodeState = z.infer<typeof nodeStateSchema>;
+
+// ---------------------------------------------------------------------------------------
 // Parsing
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message: string; issues?: PayloadIssue[] };

@@ -150,6 +150,44 @@ export class Topics {
   anyNode(kind: 'availability' | 'heartbeat' | 'join' | 'player' | 'holdings'): string {
     return `${this.prefix}/node/+/${kind}`;
   }
+  // --- plain command topics and the Home Assistant bridge's state (hub/homeassistant/) ---
+  /** Anyone → hub: simple commands for one group (`play`, `{"volume":30}`…); the group by id or name. */
+  groupSet(group: number | string): string {
+    return `${this.prefix}/group/${group}/set`;
+  }
+  get allGroupSets(): string {
+    return `${this.prefix}/group/+/set`;
+  }
+  /** Retained, hub → all: what a group plays, with artist, album, position and sync quality. */
+  groupMedia(groupId: number | string): string {
+    return `${this.prefix}/group/${groupId}/media`;
+  }
+  /** Retained, hub → all: the cover art bytes of what a group plays (empty: none). */
+  groupCover(groupId: number | string): string {
+    return `${this.prefix}/group/${groupId}/cover`;
+  }
+  /** Anyone → hub: simple commands for one node (`{"volume":50}`, `{"group":"Kitchen"}`); the node by uuid, id or name. */
+  nodeSet(node: string): string {
+    return `${this.prefix}/node/${node}/set`;
+  }
+  get allNodeSets(): string {
+    return `${this.prefix}/node/+/set`;
+  }
+  /** Retained, hub → all: one node's state as Home Assistant shows it (group, volume, mute, sync quality). */
+  nodeState(uuid: string): string {
+    return `${this.prefix}/node/${uuid}/state`;
+  }
+  /** The group or node a `…/set` topic names, or undefined when the topic is not one. */
+  parseSetTopic(topic: string): { kind: 'group' | 'node'; target: string } | undefined {
+    for (const kind of ['group', 'node'] as const) {
+      const head = `${this.prefix}/${kind}/`;
+      if (!topic.startsWith(head) || !topic.endsWith('/set')) continue;
+      const target = topic.slice(head.length, -'/set'.length);
+      if (isSafeSegment(target)) return { kind, target };
+    }
+    return undefined;
+  }
+
   /** The uuid and kind a per-node topic carries. */
   parseNodeTopic(topic: string): { uuid: string; kind: string } | undefined {
     const head = `${this.prefix}/node/`;
@@ -157,5 +195,22 @@ export class Topics {
     const parts = topic.slice(head.length).split('/');
     if (parts.length !== 2 || !isSafeSegment(parts[0])) return undefined;
     return { uuid: parts[0], kind: parts[1] };
+  }
+}
+
+/** Home Assistant's own topics, under its discovery prefix (setting `homeAssistant.discoveryPrefix`). */
+export class HomeAssistantTopics {
+  constructor(readonly discoveryPrefix: string = 'homeassistant') {}
+
+  /** Home Assistant's birth and last will: `online` when it (re)starts. */
+  get status(): string {
+    return `${this.discoveryPrefix}/status`;
+  }
+  /** Device-based discovery: one retained config per device; an empty retained payload removes the device. */
+  deviceConfig(objectId: string): string {
+    return `${this.discoveryPrefix}/device/${objectId}/config`;
+  }
+  get allDeviceConfigs(): string {
+    return `${this.discoveryPrefix}/device/+/config`;
   }
 }
