@@ -210,7 +210,7 @@ describe('fuzz: hostile input to a hub with credentials on', () => {
       counts.set(res.status, (counts.get(res.status) ?? 0) + 1);
       assert.ok(res.status >= 400 && res.status < 500, `case ${i} (seed 7771): ${c.method} ${c.path} → ${res.status} ${text.slice(0, 200)}`);
       assert.ok(!/root:|BEGIN|"secret"/.test(text), `case ${i}: ${c.path} served something it must not`);
-      if (c.method !== 'HEAD') assert.ok((JSON.parse(text) as { message?: string }).message, `case ${i}: the error says what is wrong`);
+      if (c.method !== 'HEAD') assert.ok((JSON.parse(text) as { error?: { message?: string } }).error?.message, `case ${i}: the error says what is wrong: ${c.method} ${c.path} → ${res.status} ${text.slice(0, 300)}`);
     });
     process.stderr.write(`REST fuzz: ${cases.length} requests in ${Date.now() - started} ms; statuses ${JSON.stringify(Object.fromEntries(counts))}\n`);
     assert.equal(hub.proc.child.exitCode, null);

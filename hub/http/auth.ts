@@ -76,7 +76,7 @@ export function installHttpAuth(app: FastifyInstance, options: HttpAuthOptions):
   app.decorateRequest('principal', null);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (!limit.allow(request.ip)) {
-      return reply.code(429).header('retry-after', '1').send({ error: 'too-many-requests', message: `more than ${limit.perSecond} requests per second from ${request.ip} (security.httpRequestsPerSecond)` });
+      return reply.code(429).header('retry-after', '1').send({ error: { code: 'too-many-requests', message: `more than ${limit.perSecond} requests per second from ${request.ip} (security.httpRequestsPerSecond)` } });
     }
     if (!credentials || !needsLogin(request)) return;
     const token = fromBearer(request.headers.authorization);
@@ -89,19 +89,19 @@ export function installHttpAuth(app: FastifyInstance, options: HttpAuthOptions):
     return reply
       .code(401)
       .header('www-authenticate', 'Bearer realm="firefly"')
-      .send({ error: 'unauthorized', message: token !== undefined ? 'token refused' : 'log in first: POST /api/login {"token": "<controller token>"} or send Authorization: Bearer <token>' });
+      .send({ error: { code: 'unauthorized', message: token !== undefined ? 'token refused' : 'log in first: POST /api/login {"token": "<controller token>"} or send Authorization: Bearer <token>' } });
   });
 
   app.post('/api/login', { bodyLimit: 4096, config: { public: true } }, async (request, reply) => {
     const body = loginSchema.safeParse(request.body);
     if (!body.success) {
-      return reply.code(400).send({ error: 'invalid', message: `expected {"token": "<controller token>"}: ${body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}` });
+      return reply.code(400).send({ error: { code: 'invalid', message: `expected {"token": "<controller token>"}: ${body.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')}` } });
     }
     if (!credentials) return reply.send({ ok: true, auth: false });
     const who = credentials.verifyToken(body.data.token);
     if (!who || (who.kind !== 'controller' && who.kind !== 'hub')) {
       log.warn({ ip: request.ip }, 'HTTP login refused');
-      return reply.code(401).send({ error: 'unauthorized', message: 'token refused' });
+      return reply.code(401).send({ error: { code: 'unauthorized', message: 'token refused' } });
     }
     const user = who.kind === 'controller' ? `controller:${who.name}` : 'hub';
     const cookie = [`${SESSION_COOKIE}=${makeSession(credentials, user)}`, 'Path=/', 'HttpOnly', 'SameSite=Strict', `Max-Age=${SESSION_DAYS * 86_400}`, ...(options.secure ? ['Secure'] : [])];

@@ -9,7 +9,7 @@ export interface ApiErrorBody {
 }
 
 /** The command error codes, plus what only HTTP can go wrong with. */
-export type ApiErrorCode = ErrorCode | 'unsupported-type' | 'unauthorized' | 'not-acceptable';
+export type ApiErrorCode = ErrorCode | 'unsupported-type' | 'unauthorized' | 'not-acceptable' | 'too-many-requests';
 
 const STATUS: Record<ApiErrorCode, number> = {
   'too-large': 413,
@@ -24,6 +24,7 @@ const STATUS: Record<ApiErrorCode, number> = {
   'unsupported-type': 415,
   unauthorized: 401,
   'not-acceptable': 406,
+  'too-many-requests': 429,
 };
 
 /** A request refused for a reason the client can fix; the status follows from the code. */

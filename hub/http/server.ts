@@ -1,5 +1,6 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyReply } from 'fastify';
 import type { Logger } from '../../src/log.js';
+import { installErrorHandler } from './errors.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -33,8 +34,15 @@ export class HttpServer {
       bodyLimit: options.bodyLimitBytes ?? 1024 * 1024,
       // Behind no proxy by default; the client's address is the socket's.
       trustProxy: false,
+      // A URL fastify cannot even route (bad percent-encoding…): the API's error body too.
+      frameworkErrors: (error, _request, reply: FastifyReply) => {
+        void reply.code(400).type('application/json').send({ error: { code: 'invalid', message: error.message } });
+      },
       ...(options.https ? { https: options.https } : {}),
     }) as unknown as FastifyInstance;
+    // Errors outside any plugin's own handler (a body refused before routing, an unknown
+    // path) answer with the same JSON error body as the REST API.
+    installErrorHandler(this.app);
   }
 
   /** Adds a plugin (routes of one concern); call before start. */
