@@ -23,15 +23,26 @@ export interface CoordinatorContext {
 }
 
 export interface CoordinatorOptions {
-  /** Start at hub time now + this after the barrier (covers the start message's trip and the output buffer). */
+  /**
+   * Start at hub time now + this after the barrier (covers the start message's trip and
+   * the output buffer) when some member did not say how long its output takes.
+   */
   startMarginMs: number;
+  /**
+   * When every ready member reported its output delay: start at now + the largest delay +
+   * this (the start message's trip to the nodes and their next write), so a small output
+   * buffer starts sooner and a large one is never started too early for its first frames.
+   */
+  startSlackMs: number;
+  /** The adaptive margin is never below this (ms). */
+  minStartMarginMs: number;
   /** Members not ready after this long join in progress instead of holding the others back. */
   barrierTimeoutMs: number;
   /** A member joining mid-track is prepared at the position this far ahead (it skips forward to the exact frame). */
   joinLeadMs: number;
 }
 
-export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, barrierTimeoutMs: 2000, joinLeadMs: 300 };
+export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 35, minStartMarginMs: 50, barrierTimeoutMs: 2000, joinLeadMs: 300 };
 
 interface Session {
   id: string;
@@ -48,6 +59,10 @@ interface Session {
   timedOut?: boolean;
   /** At least one member said ready. */
   anyReady?: boolean;
+  /** The largest output delay the ready members reported (ms); undefined once one did not report it. */
+  outputDelayMs?: number;
+  /** Some ready member did not report its output delay (an older node): the fixed margin applies. */
+  delayUnknown?: boolean;
   /** When no member reports the track's end (all offline), the hub moves on by itself. */
   endTimer?: NodeJS.Timeout;
   preparedAt: number;
@@ -248,6 +263,8 @@ export class SyncCoordinator {
     if (event.event === 'ready') {
       if (s.waiting.delete(nodeId)) {
         s.anyReady = true;
+        if (event.outputDelayMs === undefined) s.delayUnknown = true;
+        else s.outputDelayMs = Math.max(s.outputDelayMs ?? 0, event.outputDelayMs);
         this.barrierCheck(s);
       }
       return;
@@ -371,11 +388,18 @@ export class SyncCoordinator {
     if (this.session !== s || s.anchor) return;
     clearTimeout(s.barrierTimer);
     const now = this.ctx.now();
-    s.anchor = { positionMs: s.positionMs, hubMs: now + this.options.startMarginMs };
+    s.anchor = { positionMs: s.positionMs, hubMs: now + this.startMargin(s) };
     for (const nodeId of this.ctx.onlineMembers()) this.ctx.send(nodeId, { command: 'start', session: s.id, atHubMs: s.anchor.hubMs, positionMs: s.positionMs });
-    this.log.info({ session: s.id, why, late: [...s.waiting], barrierMs: Math.round(now - s.preparedAt) }, 'session started');
+    this.log.info({ session: s.id, why, late: [...s.waiting], barrierMs: Math.round(now - s.preparedAt), marginMs: Math.round(s.anchor.hubMs - now) }, 'session started');
     this.armEndTimer(s);
     this.changed();
+  }
+
+  /** How far ahead the start instant goes: what the members said their outputs need, else the fixed margin. */
+  private startMargin(s: Session): number {
+    const o = this.options;
+    if (s.delayUnknown || s.outputDelayMs === undefined) return o.startMarginMs;
+    return Math.max(o.minStartMarginMs, s.outputDelayMs + o.startSlackMs);
   }
 
   /** Members report the end; should none (all offline), the hub moves on a little after it. */

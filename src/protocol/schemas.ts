@@ -207,7 +207,12 @@ export type NodeCommand = z.infer<typeof nodeCommandSchema>;
 /** Node → hub on `<prefix>/node/<uuid>/player`. */
 export const playerEventSchema = z.discriminatedUnion('event', [
   /** Enough audio of the session's track is decoded to start at once. */
-  z.object({ event: z.literal('ready'), session }),
+  z.object({
+    event: z.literal('ready'),
+    session,
+    /** How long after it is written a frame sounds on this node (output buffer and device, plus its latency offset; ms): the hub starts no sooner than this. */
+    outputDelayMs: z.number().nonnegative().max(10_000).optional(),
+  }),
   /** The node continued into the next track without a gap: its first frame plays at hub time `startHubMs`. */
   z.object({ event: z.literal('track'), session, entryId, startHubMs: hubMs }),
   /** The last track of the session ended (nothing followed). */

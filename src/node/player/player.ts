@@ -166,13 +166,18 @@ export class Player {
     while (this.session === s && !s.timeline.error && !s.timeline.finished && s.timeline.bufferedFrames < preroll) await s.timeline.whenMoreData();
     if (this.session !== s || s.timeline.error) return;
     s.ready = true;
-    this.deps.send({ event: 'ready', session: s.id });
+    this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
     this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, prepareMs: Math.round(performance.now() - started) }, 'ready');
+  }
+
+  /** The device's delay as the write loop keeps it (silence keeps it full while waiting), plus the latency offset. */
+  private outputDelayMs(): number {
+    return Math.max(0, (this.deps.output.delayFrames() * 1000) / this.rate + this.latencyMs);
   }
 
   /** Tells the hub where this node's session has got to: the track playing (and when it began), and whether it ran out. */
   private report(s: Session): void {
-    if (s.ready && !s.scheduler) this.deps.send({ event: 'ready', session: s.id });
+    if (s.ready && !s.scheduler) this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
     if (s.scheduler && s.writingEntry !== undefined && s.writingStart !== undefined) {
       this.deps.send({ event: 'track', session: s.id, entryId: s.writingEntry, startHubMs: s.scheduler.hubTimeOf(s.writingStart) });
     }
