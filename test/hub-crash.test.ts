@@ -180,6 +180,11 @@ describe('hub crash during playback (kill -9, 60 s away, restart on the same dat
     assert.equal(got.queue.current, state.queue.items.find((i) => i.entryId === entries.get('c.flac'))!.itemId);
     assert.deepEqual({ ...got, queue: { ...got.queue, current: null } }, { ...want, queue: { ...want.queue, current: null } });
     assert.equal(state.volume, 70);
+    // The library and the nodes the hub knew, from SQLite: the same entries, the same node ids.
+    const library = await ctlLibrary(hub.grpc);
+    assert.deepEqual(library.map((e) => [e.id, e.path]).sort(), [...entries].map(([path, id]) => [id, path]).sort());
+    const known = (await ctl(broker, ['nodes', '--json'])).trim().split('\n').map((l) => JSON.parse(l) as { nodeId: number; name: string; online: boolean });
+    assert.deepEqual(known.map((n) => [n.nodeId, n.name, n.online]).sort(), beforeCrash.members.map((m) => [m.nodeId, m.name, true]).sort());
 
     // No restart on any node: C's frames keep coming at the same timeline, through the restart.
     await new Promise((r) => setTimeout(r, 3000));
@@ -209,7 +214,7 @@ describe('hub crash during playback (kill -9, 60 s away, restart on the same dat
     const a = agreement(perNode);
     assert.ok(a.compared > 20 && a.maxSpreadMs <= BOUND_MS, `after the restart: ${a.compared} frames, spread up to ${a.maxSpreadMs.toFixed(3)} ms`);
     // Figures for docs/reliability.md, from the nodes' own logs (wall-clock times).
-    const restartWall = Date.now() - (monotonicMs() - restartedAt);
+    const restartWall = Math.round(Date.now() - (monotonicMs() - restartedAt));
     const detect = nodes.map((n) => (n.proc!.logs.find((l) => l.msg === 'control plane unreachable; retrying' && (l.time as number) >= killedWall)?.time as number) - killedWall);
     const reconnect = nodes.map((n) => (n.proc!.logs.find((l) => l.msg === 'connected to the control plane' && (l.time as number) >= restartWall)?.time as number) - restartWall);
     const reported = nodes.map((n) => (n.proc!.logs.find((l) => l.msg.startsWith('the hub asked again') && (l.time as number) >= restartWall)?.time as number) - restartWall);
