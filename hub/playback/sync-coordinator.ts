@@ -23,26 +23,23 @@ export interface CoordinatorContext {
 }
 
 export interface CoordinatorOptions {
-  /**
-   * Start at hub time now + this after the barrier (covers the start message's trip and
-   * the output buffer) when some member did not say how long its output takes.
-   */
+  /** Start at hub time now + at least this after the barrier (covers the start message's trip and the output buffer). */
   startMarginMs: number;
   /**
-   * When every ready member reported its output delay: start at now + the largest delay +
-   * this (the start message's trip to the nodes and their next write), so a small output
-   * buffer starts sooner and a large one is never started too early for its first frames.
+   * ...and at least the largest output delay the ready members reported + this (the
+   * start message's trip to the nodes and their next write), so a member with a large
+   * output buffer is not started too late to play the first frames. Going below
+   * startMarginMs for small buffers made starts skip their first milliseconds on a
+   * loaded machine (the start message arriving late), so the fixed margin stays the floor.
    */
   startSlackMs: number;
-  /** The adaptive margin is never below this (ms). */
-  minStartMarginMs: number;
   /** Members not ready after this long join in progress instead of holding the others back. */
   barrierTimeoutMs: number;
   /** A member joining mid-track is prepared at the position this far ahead (it skips forward to the exact frame). */
   joinLeadMs: number;
 }
 
-export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 35, minStartMarginMs: 50, barrierTimeoutMs: 2000, joinLeadMs: 300 };
+export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 60, barrierTimeoutMs: 2000, joinLeadMs: 300 };
 
 interface Session {
   id: string;
@@ -395,11 +392,11 @@ export class SyncCoordinator {
     this.changed();
   }
 
-  /** How far ahead the start instant goes: what the members said their outputs need, else the fixed margin. */
+  /** How far ahead the start instant goes: the fixed margin, or more if a member's output needs it. */
   private startMargin(s: Session): number {
     const o = this.options;
     if (s.delayUnknown || s.outputDelayMs === undefined) return o.startMarginMs;
-    return Math.max(o.minStartMarginMs, s.outputDelayMs + o.startSlackMs);
+    return Math.max(o.startMarginMs, s.outputDelayMs + o.startSlackMs);
   }
 
   /** Members report the end; should none (all offline), the hub moves on a little after it. */

@@ -72,6 +72,11 @@ export class PcmTimeline {
     return this.buffered;
   }
 
+  /** The track the decoder is in (ahead of the output by up to aheadFrames). */
+  get decodingEntryId(): number {
+    return this.current.track.entryId;
+  }
+
   /** The track the head of the timeline belongs to. */
   get headEntryId(): number {
     return this.blocks[0]?.entryId ?? this.current.track.entryId;

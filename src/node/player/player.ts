@@ -136,7 +136,14 @@ export class Player {
       s.scheduler = new Scheduler({ sampleRate: this.rate, ...DEFAULT_SCHEDULER }, this.deps.hubClock, anchor);
       this.deps.log.info({ session: c.session, inMs: Math.round(c.atHubMs - this.deps.hubClock.toHub(this.deps.clock.now())), ready: s.ready }, 'start');
     } else if (c.command === 'next') {
-      if (s?.id === c.session) s.timeline.setNext(c.next, c.upcoming);
+      if (s?.id !== c.session) return;
+      // The hub names what follows the track that *plays*; the decoder may already be in
+      // that next track (the last seconds of a track, e.g. when a restarted hub adopts
+      // the session): then what follows the decoder is the rest of the list.
+      const t = s.timeline;
+      const ahead = s.writingEntry !== undefined && t.decodingEntryId !== s.writingEntry && c.next?.entryId === t.decodingEntryId;
+      if (ahead) t.setNext(c.upcoming?.[0] ?? null, c.upcoming?.slice(1));
+      else t.setNext(c.next, c.upcoming);
     } else if (s?.id === c.session) {
       await this.end();
     }
