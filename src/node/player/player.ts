@@ -22,7 +22,7 @@ export interface PlayerOptions {
   rejoinMarginMs: number;
 }
 
-export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, aheadMs: 3000, writeMs: 10, dropOutMs: 100, rejoinMarginMs: 2000 };
+export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, aheadMs: 3000, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000 };
 
 export interface PlayerDeps {
   /** Open already (the node's output selection opens it). */

@@ -26,7 +26,7 @@ export interface SchedulerOptions {
   minFramesBetweenCorrections: number;
 }
 
-export const DEFAULT_SCHEDULER: Omit<SchedulerOptions, 'sampleRate'> = { hardResyncMs: 2, deadbandFrames: 1, minFramesBetweenCorrections: 1000 };
+export const DEFAULT_SCHEDULER: Omit<SchedulerOptions, 'sampleRate'> = { hardResyncMs: 5, deadbandFrames: 1, minFramesBetweenCorrections: 1000 };
 
 export interface Position {
   /** The node's clock now (ms), read together with `delayFrames`. */
