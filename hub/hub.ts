@@ -6,6 +6,7 @@ import { Catalogue } from './library/catalogue.js';
 import { Library } from './library/library.js';
 import { DataPlaneServer } from './grpc/server.js';
 import { ClockServer } from './clock/clock-server.js';
+import { HubTime } from './clock/hub-time.js';
 import { Advertiser } from './discovery/advertiser.js';
 import { EmbeddedBroker } from './broker/broker.js';
 import { ControlChannel } from './control/channel.js';
@@ -38,6 +39,8 @@ export class Hub {
   readonly catalogue: Catalogue;
   readonly library: Library;
   readonly dataPlane: DataPlaneServer;
+  /** The hub's clock, continued across restarts (hub/clock/hub-time.ts). */
+  readonly hubTime: HubTime;
   /** The clock exchange (UDP): the hub's clock is every group's timebase. */
   readonly clockServer: ClockServer;
   /** Nodes and groups (control state), beside the catalogue. */
@@ -96,8 +99,9 @@ export class Hub {
       elsewhere: (node, hash) => this.holdings.elsewhere(node, hash),
     });
 
-    this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port }, log.child({ module: 'clock' }));
+    this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port, now: () => this.hubTime.now() }, log.child({ module: 'clock' }));
     this.db = openHubDb(dataDir);
+    this.hubTime = HubTime.open(this.db, log.child({ module: 'clock' }));
     const mqtt = config.mqtt;
     if (!mqtt.url) {
       this.broker = new EmbeddedBroker(
@@ -139,7 +143,7 @@ export class Hub {
     this.holdings = new HoldingsMap(this.channel, this.registry, this.catalogue, transit, log.child({ module: 'swarm' }));
     this.groups = new Groups(this.db, this.channel, this.commands, this.registry, log.child({ module: 'groups' }));
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
-    this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }));
+    this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }), undefined, this.hubTime.now);
     this.playlists = new Playlists(this.db, this.channel, this.commands, this.catalogue, this.playback, log.child({ module: 'playlists' }));
     if (config.homeAssistant.enabled) {
       this.homeAssistant = new HomeAssistantBridge(
@@ -157,7 +161,7 @@ export class Hub {
     this.http = new HttpServer({ host: config.http.host, port: config.http.port, https: security.tls }, log.child({ module: 'http' }));
     // Before any route plugin: the login and rate limit cover every route.
     installHttpAuth(this.http.app, { credentials: security.credentials, requestsPerSecond: security.authOn ? config.security.httpRequestsPerSecond : 0, secure: Boolean(security.tls), log: log.child({ module: 'http-auth' }) });
-    this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }));
+    this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }), this.hubTime.now);
     this.http.use('web', webPlugin(this).plugin);
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(

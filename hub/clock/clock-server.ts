@@ -10,12 +10,14 @@ export interface ClockServerOptions {
   port: number;
   /** Requests answered per second from one address and port; more are dropped. */
   perSourceRate?: number;
+  /** The hub's clock (ms); default the machine's monotonic clock. */
+  now?: () => number;
 }
 
 /**
  * The hub's side of the clock exchange: answers each request on UDP with the hub's
- * receive and send times on its clock, the machine's monotonic clock (the timebase of
- * every schedule). Malformed packets and floods from one source are dropped silently
+ * receive and send times on its clock (hub/clock/hub-time.ts: the timebase of every
+ * schedule). Malformed packets and floods from one source are dropped silently
  * (counted, logged at debug).
  */
 export class ClockServer {
@@ -55,7 +57,8 @@ export class ClockServer {
   }
 
   private onMessage(msg: Buffer, address: string, port: number): void {
-    const t2 = monotonicMs();
+    const now = this.options.now ?? monotonicMs;
+    const t2 = now();
     const request = decodeClockPacket(msg);
     if (!request || request.kind !== 'request') {
       this.dropped.malformed++;
@@ -65,7 +68,7 @@ export class ClockServer {
       this.dropped.limited++;
       return;
     }
-    this.socket?.send(encodeClockPacket({ kind: 'reply', seq: request.seq, t1: request.t1, t2, t3: monotonicMs() }), port, address);
+    this.socket?.send(encodeClockPacket({ kind: 'reply', seq: request.seq, t1: request.t1, t2, t3: now() }), port, address);
   }
 
   /** Token bucket per source: a burst of one second's worth, refilled at perSourceRate. */

@@ -1,5 +1,4 @@
 import type { Logger } from '../../src/log.js';
-import { monotonicMs } from '../../src/clock/local-clock.js';
 import type { Heartbeat, NodeCommand, PlayerEvent, TrackRef } from '../../src/protocol/schemas.js';
 import { hubTimeOf, LagBounds, planStart, positionAt, StartDelayEstimate, type Timeline } from './compensation.js';
 import { DeviceGoneError, DeviceRefusedError, type DeviceTransport } from './transport.js';
@@ -24,6 +23,8 @@ export interface DevicePlayerOptions {
   pollMs: number;
   /** How far ahead a play or seek is planned (covers the request's trip). */
   leadMs: number;
+  /** Hub time now (ms): the timebase of the session anchors (hub/clock/hub-time.ts). */
+  hubNow: () => number;
 }
 
 /** What the player says to the rest of the hub (the Devices module publishes it on the device's node topics). */
@@ -115,7 +116,7 @@ export class DevicePlayer {
 
   position(): number | null {
     const s = this.session;
-    return s?.timeline ? Math.max(0, positionAt(s.timeline, monotonicMs())) : null;
+    return s?.timeline ? Math.max(0, positionAt(s.timeline, this.options.hubNow())) : null;
   }
 
   /** One command from the hub's coordinator or registry (the same payloads a native node gets). */
@@ -193,7 +194,7 @@ export class DevicePlayer {
       how = 'play';
     }
     const leadMs = seekable ? this.options.leadMs : Math.max(this.options.leadMs, 2000);
-    const plan = planStart(t, monotonicMs(), assumed, { leadMs, granularityMs: seekable ? this.transport.seekGranularityMs : 1000 });
+    const plan = planStart(t, this.options.hubNow(), assumed, { leadMs, granularityMs: seekable ? this.transport.seekGranularityMs : 1000 });
     s.assumedDelayMs = assumed;
     s.lag = undefined;
     s.settledAt = undefined;
@@ -210,7 +211,7 @@ export class DevicePlayer {
     }
     const fire = () => {
       if (this.session !== s) return;
-      const issuedAt = monotonicMs();
+      const issuedAt = this.options.hubNow();
       this.enqueue(how, () => (how === 'play' ? this.transport.play() : this.transport.seek(devicePos))).then(() => {
         if (this.session !== s) return;
         this.lastState = 'playing';
@@ -220,7 +221,7 @@ export class DevicePlayer {
       }, () => undefined);
       this.log.debug({ how, issueAtMs: plan.issueAtMs, lateByMs: issuedAt - plan.issueAtMs, positionMs: plan.positionMs, assumedDelayMs: assumed }, 'device start issued');
     };
-    s.timers.push(setTimeout(fire, Math.max(0, plan.issueAtMs - monotonicMs())));
+    s.timers.push(setTimeout(fire, Math.max(0, plan.issueAtMs - this.options.hubNow())));
   }
 
   private async reload(s: Session, trackPositionMs: number): Promise<void> {
@@ -233,10 +234,10 @@ export class DevicePlayer {
     clearTimeout(this.pollTimer);
     const tick = async () => {
       if (this.session !== s || !s.timeline || !this.online) return;
-      const sentMs = monotonicMs();
+      const sentMs = this.options.hubNow();
       try {
         const st = await this.enqueue('status', () => this.transport.status());
-        const receivedMs = monotonicMs();
+        const receivedMs = this.options.hubNow();
         if (this.session !== s) return;
         if (st.state === 'playing' && s.settledAt !== undefined && sentMs >= s.settledAt) {
           const offset = s.media?.offsetMs ?? 0;
@@ -244,7 +245,7 @@ export class DevicePlayer {
           s.lag.add({ sentMs, receivedMs, loMs: st.loMs + offset, hiMs: st.hiMs + offset });
           this.judge(s);
         }
-        this.pollTimer = setTimeout(() => void tick(), this.nextPollMs(s, monotonicMs() - sentMs));
+        this.pollTimer = setTimeout(() => void tick(), this.nextPollMs(s, this.options.hubNow() - sentMs));
       } catch {
         return; // lost() handles a device that went away
       }
@@ -263,7 +264,7 @@ export class DevicePlayer {
     const lag = s.lag;
     const mid = lag?.estimateMs ?? null;
     if (this.transport.seekGranularityMs < 1000 || !lag || !s.timeline || mid === null || lag.widthMs <= FINE_MS / 2) return jittered;
-    const now = monotonicMs();
+    const now = this.options.hubNow();
     // The position is read about three quarters into the status exchange (the second of its two requests).
     const readDelay = 0.75 * requestMs;
     const k = Math.ceil((positionAt(s.timeline, now + readDelay + 30) - mid) / 1000);
@@ -327,7 +328,7 @@ export class DevicePlayer {
           () => false,
         );
         this.begin(follow.id, { atHubMs: endAt, positionMs: 0 });
-      }, Math.max(0, endAt - monotonicMs())),
+      }, Math.max(0, endAt - this.options.hubNow())),
     );
   }
 

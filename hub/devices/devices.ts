@@ -1,3 +1,4 @@
+import { monotonicMs } from '../../src/clock/local-clock.js';
 import { networkInterfaces } from 'node:os';
 import type { HubConfig } from '../../src/config/schema.js';
 import type { Logger } from '../../src/log.js';
@@ -84,6 +85,8 @@ export class Devices {
     private readonly groups: Groups,
     private readonly http: HttpServer,
     private readonly log: Logger,
+    /** Hub time (the clock session anchors are written in); the machine's monotonic clock when not given. */
+    private readonly hubNow: () => number = monotonicMs,
   ) {
     this.store = new DeviceStore(db);
     http.use('streams', streamRoutes(catalogue));
@@ -154,7 +157,7 @@ export class Devices {
         learnt: (ms) => this.store.saveStartDelay(record.uuid, ms),
         measured: () => this.publishMeasured(m),
       },
-      { initialStartDelayMs: record.startDelayMs ?? DEFAULT_START_DELAY_MS, seekThresholdMs: this.config.seekThresholdMs, pollMs: this.config.pollMs, leadMs: 150 },
+      { initialStartDelayMs: record.startDelayMs ?? DEFAULT_START_DELAY_MS, seekThresholdMs: this.config.seekThresholdMs, pollMs: this.config.pollMs, leadMs: 150, hubNow: this.hubNow },
       log,
     );
     this.managed.set(record.uuid, m);

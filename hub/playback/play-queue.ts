@@ -26,6 +26,30 @@ export const PLAYBACK_SCHEMA = `
   );
 `;
 
+/**
+ * The session under way per group, so a hub restarted after a crash adopts the playback
+ * its nodes carried on with (same session, same anchor) instead of restarting it.
+ * Created on open rather than as a numbered migration, so it merges beside other
+ * modules' migrations; the table is new and needs no data migration.
+ */
+export const SESSION_SCHEMA = `CREATE TABLE IF NOT EXISTS playback_session (
+  group_id INTEGER PRIMARY KEY REFERENCES groups(id) ON DELETE CASCADE,
+  state TEXT NOT NULL,
+  session TEXT,
+  item_id INTEGER,
+  anchor_position_ms REAL,
+  anchor_hub_ms REAL
+)`;
+
+/** What a restarted hub needs to take over a group's playback. */
+export interface SavedSession {
+  state: 'playing' | 'paused';
+  session: string | null;
+  itemId: number | null;
+  /** Track position `positionMs` of item `itemId` plays at hub time `hubMs` (hub/clock/hub-time.ts). */
+  anchor: { positionMs: number; hubMs: number } | null;
+}
+
 export type RepeatMode = 'off' | 'one' | 'all';
 
 export interface QueueItem {
@@ -210,6 +234,26 @@ export class PlayQueue {
   private renumber(ids: readonly number[]): void {
     const update = cached(this.db, 'UPDATE queue_items SET pos = ? WHERE id = ?');
     ids.forEach((id, pos) => update.run(pos, id));
+  }
+
+  /** Saves (or, with null: the group is stopped, forgets) the session under way. */
+  saveSession(saved: SavedSession | null): void {
+    if (!saved) return void cached(this.db, 'DELETE FROM playback_session WHERE group_id = ?').run(this.groupId);
+    cached(
+      this.db,
+      `INSERT INTO playback_session (group_id, state, session, item_id, anchor_position_ms, anchor_hub_ms) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT(group_id) DO UPDATE SET state = excluded.state, session = excluded.session, item_id = excluded.item_id,
+         anchor_position_ms = excluded.anchor_position_ms, anchor_hub_ms = excluded.anchor_hub_ms`,
+    ).run(this.groupId, saved.state, saved.session, saved.itemId, saved.anchor?.positionMs ?? null, saved.anchor?.hubMs ?? null);
+  }
+
+  savedSession(): SavedSession | undefined {
+    const row = cached(this.db, 'SELECT state, session, item_id, anchor_position_ms, anchor_hub_ms FROM playback_session WHERE group_id = ?').get(this.groupId) as
+      | { state: string; session: string | null; item_id: number | null; anchor_position_ms: number | null; anchor_hub_ms: number | null }
+      | undefined;
+    if (!row || (row.state !== 'playing' && row.state !== 'paused')) return undefined;
+    const anchor = row.anchor_position_ms !== null && row.anchor_hub_ms !== null ? { positionMs: row.anchor_position_ms, hubMs: row.anchor_hub_ms } : null;
+    return { state: row.state, session: row.session, itemId: row.item_id, anchor };
   }
 
   state(): GroupQueue {

@@ -7,7 +7,7 @@ import type { ControlChannel, IncomingMessage } from '../control/channel.js';
 import { CommandError, type CommandRouter } from '../control/commands.js';
 import type { Groups } from '../groups/groups.js';
 import type { NodeRegistry } from '../registry/registry.js';
-import { PlayQueue } from './play-queue.js';
+import { PlayQueue, SESSION_SCHEMA } from './play-queue.js';
 import { DEFAULT_COORDINATOR, PlaybackRefusal, SyncCoordinator, type CoordinatorOptions, type TrackInfo } from './sync-coordinator.js';
 
 /** What the Groups module shows of playback in each group state. */
@@ -21,8 +21,8 @@ export interface PlaybackDirectory {
 
 /**
  * Playback in the hub: one SyncCoordinator per group, the transport and queue commands,
- * the nodes' player events, mute and per-node latency offsets. Time is the hub process's
- * monotonic clock.
+ * the nodes' player events, mute and per-node latency offsets. Time is the hub's clock
+ * (hub/clock/hub-time.ts), continued across restarts.
  */
 /** Saved playlists, as playback needs them (set by hub/playlists when it starts). */
 export interface PlaylistDirectory {
@@ -44,7 +44,11 @@ export class Playback implements PlaybackDirectory {
     private readonly catalogue: Catalogue,
     private readonly log: Logger,
     private readonly options: CoordinatorOptions = DEFAULT_COORDINATOR,
-  ) {}
+    /** The hub's clock (hub/clock/hub-time.ts), which runs on across a restart. */
+    private readonly now: () => number = monotonicMs,
+  ) {
+    db.exec(SESSION_SCHEMA);
+  }
 
   async start(): Promise<void> {
     this.groups.playback = this;
@@ -142,14 +146,22 @@ export class Playback implements PlaybackDirectory {
     await this.channel.handle(this.channel.topics.anyNode('player'), (m) => this.onPlayerMessage(m));
     this.registry.on('online', this.onOnline);
     this.registry.on('offline', this.onOffline);
-    // Queues persisted from the last run show in the retained states at once.
-    for (const g of this.groups.list()) this.publish(g.groupId);
+    // Queues persisted from the last run show in the retained states at once, and playback
+    // that went on while the hub was down (a crash, a restart) is adopted, not restarted.
+    for (const g of this.groups.list()) {
+      const coordinator = this.coordinator(g.groupId);
+      coordinator.restore();
+      // Members that came back before this module listened (the registry starts first).
+      for (const m of this.groups.state(g.groupId)?.members ?? []) if (this.registry.isOnline(m.nodeId)) coordinator.memberOnline(m.nodeId);
+      this.publish(g.groupId);
+    }
   }
 
   async stop(): Promise<void> {
     this.registry.off('online', this.onOnline);
     this.registry.off('offline', this.onOffline);
-    for (const g of this.coordinators.values()) g.close();
+    // The members play on; the session stays saved for the next start to adopt.
+    for (const g of this.coordinators.values()) g.detach();
     this.coordinators.clear();
   }
 
@@ -186,7 +198,7 @@ export class Playback implements PlaybackDirectory {
     g = new SyncCoordinator(
       new PlayQueue(this.db, groupId),
       {
-        now: monotonicMs,
+        now: this.now,
         track: (entryId) => this.track(entryId),
         onlineMembers: () => (this.groups.state(groupId)?.members ?? []).filter((m) => this.registry.isOnline(m.nodeId)).map((m) => m.nodeId),
         send: (nodeId, command) => this.send(nodeId, command),

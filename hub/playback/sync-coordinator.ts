@@ -23,15 +23,23 @@ export interface CoordinatorContext {
 }
 
 export interface CoordinatorOptions {
-  /** Start at hub time now + this after the barrier (covers the start message's trip and the output buffer). */
+  /** Start at hub time now + at least this after the barrier (covers the start message's trip and the output buffer). */
   startMarginMs: number;
+  /**
+   * ...and at least the largest output delay the ready members reported + this (the
+   * start message's trip to the nodes and their next write), so a member with a large
+   * output buffer is not started too late to play the first frames. Going below
+   * startMarginMs for small buffers made starts skip their first milliseconds on a
+   * loaded machine (the start message arriving late), so the fixed margin stays the floor.
+   */
+  startSlackMs: number;
   /** Members not ready after this long join in progress instead of holding the others back. */
   barrierTimeoutMs: number;
   /** A member joining mid-track is prepared at the position this far ahead (it skips forward to the exact frame). */
   joinLeadMs: number;
 }
 
-export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, barrierTimeoutMs: 2000, joinLeadMs: 300 };
+export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 60, barrierTimeoutMs: 2000, joinLeadMs: 300 };
 
 interface Session {
   id: string;
@@ -48,12 +56,27 @@ interface Session {
   timedOut?: boolean;
   /** At least one member said ready. */
   anyReady?: boolean;
+  /** The largest output delay the ready members reported (ms); undefined once one did not report it. */
+  outputDelayMs?: number;
+  /** Some ready member did not report its output delay (an older node): the fixed margin applies. */
+  delayUnknown?: boolean;
   /** When no member reports the track's end (all offline), the hub moves on by itself. */
   endTimer?: NodeJS.Timeout;
   preparedAt: number;
+  /**
+   * Taken over from before a hub restart: the nodes may have moved on through the queue
+   * meanwhile, so the first member to report its track sets where the group stands.
+   */
+  adopted?: boolean;
 }
 
 const MAX_ERRORS = 10;
+/** Tracks after the next one that nodes are told (they play on through them while the hub is away). */
+export const UPCOMING_TRACKS = 4;
+/** How far ahead in the queue a member's track report is looked for (it played on while the hub was away). */
+const REPORT_LOOKAHEAD = 1 + UPCOMING_TRACKS;
+/** After a restart, members get this long to come back and report before the hub moves on by itself. */
+const ADOPT_GRACE_MS = 15_000;
 
 /**
  * Plays one group: the queue, the transport (play, pause, seek, next…) and the start
@@ -101,7 +124,7 @@ export class SyncCoordinator {
     this.endSession();
     this.state = 'paused';
     this.queue.savePosition(position);
-    this.ctx.changed();
+    this.changed();
   }
 
   resume(): void {
@@ -116,7 +139,7 @@ export class SyncCoordinator {
     this.endSession();
     this.state = 'stopped';
     this.queue.savePosition(0);
-    this.ctx.changed();
+    this.changed();
   }
 
   seek(seconds: number): void {
@@ -126,7 +149,7 @@ export class SyncCoordinator {
     const positionMs = duration === null ? seconds * 1000 : Math.min(seconds * 1000, Math.max(0, duration - 1));
     if (this.state === 'playing') return this.startAt(item, positionMs);
     this.queue.savePosition(positionMs);
-    this.ctx.changed();
+    this.changed();
   }
 
   next(): void {
@@ -148,13 +171,45 @@ export class SyncCoordinator {
       // The playing item was removed: move on to what follows it now.
       return this.moveTo(current ?? this.queue.first());
     }
-    if (s) for (const nodeId of this.ctx.onlineMembers()) this.ctx.send(nodeId, { command: 'next', session: s.id, next: this.nextTrack(s.item) });
-    this.ctx.changed();
+    if (s) for (const nodeId of this.ctx.onlineMembers()) this.ctx.send(nodeId, { command: 'next', session: s.id, ...this.following(s.item) });
+    this.changed();
   }
 
   /** Stops whatever plays (the group is being deleted). */
   close(): void {
     this.endSession();
+  }
+
+  /** Lets go without stopping the members (the hub is shutting down; a restarted hub adopts the session). */
+  detach(): void {
+    const s = this.session;
+    if (!s) return;
+    clearTimeout(s.barrierTimer);
+    clearTimeout(s.endTimer);
+  }
+
+  /**
+   * At hub start: takes over the session saved before a restart or crash. A started
+   * session is adopted as it is (same id and anchor: the nodes played on, and a member
+   * that comes back is told the same timeline, which it already follows); one caught
+   * inside its start barrier starts again; a paused group stays paused.
+   */
+  restore(): void {
+    const saved = this.queue.savedSession();
+    if (!saved) return;
+    if (saved.state === 'paused') {
+      this.state = 'paused';
+      return;
+    }
+    const item = saved.itemId === null ? undefined : this.queue.items().find((i) => i.itemId === saved.itemId);
+    const track = item && this.ctx.track(item.entryId);
+    if (!item || !track || !saved.session) return this.queue.saveSession(null);
+    if (!saved.anchor) return this.startAt(item, this.queue.savedPositionMs);
+    const s: Session = { id: saved.session, item, track, positionMs: saved.anchor.positionMs, waiting: new Set(), anchor: saved.anchor, preparedAt: this.ctx.now(), adopted: true };
+    this.session = s;
+    this.state = 'playing';
+    this.armEndTimer(s);
+    this.log.info({ session: s.id, entryId: item.entryId, anchor: s.anchor, positionMs: Math.round(this.positionMs()) }, 'adopted the session under way before the restart');
   }
 
   // --- members -------------------------------------------------------------------------
@@ -165,7 +220,7 @@ export class SyncCoordinator {
     const s = this.session;
     if (!s || this.state !== 'playing') return;
     const positionMs = s.anchor ? this.positionMs() + this.options.joinLeadMs : s.positionMs;
-    this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(s.track), positionMs, next: this.nextTrack(s.item) });
+    this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(s.track), positionMs, ...this.following(s.item) });
     if (s.anchor) this.ctx.send(nodeId, { command: 'start', session: s.id, atHubMs: s.anchor.hubMs, positionMs: s.anchor.positionMs });
     else s.waiting.add(nodeId);
   }
@@ -194,28 +249,38 @@ export class SyncCoordinator {
       return this.moveTo(this.queue.after(failing, true));
     }
     if (!s || event.session !== s.id) return;
+    if (event.event === 'behind') {
+      this.log.warn({ nodeId, entryId: event.entryId }, 'a member fell behind the play position and dropped out; the group plays on');
+      return this.recordError(nodeId, event.entryId, 'fell behind the play position (the track did not arrive fast enough): silent until it has a safe margin again, then it rejoins in sync');
+    }
+    if (event.event === 'rejoined') {
+      this.log.info({ nodeId, entryId: event.entryId, silentMs: event.silentMs }, 'a member that fell behind rejoined in sync');
+      return;
+    }
     if (event.event === 'ready') {
       if (s.waiting.delete(nodeId)) {
         s.anyReady = true;
+        if (event.outputDelayMs === undefined) s.delayUnknown = true;
+        else s.outputDelayMs = Math.max(s.outputDelayMs ?? 0, event.outputDelayMs);
         this.barrierCheck(s);
       }
       return;
     }
     if (event.event === 'track') {
       // The first member to report the gapless change wins; the others report the same instant.
-      if (!s.anchor || event.startHubMs < s.anchor.hubMs + 1000) return;
-      const next = this.queue.after(s.item, false);
-      const track = next && this.ctx.track(next.entryId);
-      if (!next || !track || next.entryId !== event.entryId) return;
+      const found = this.reportedItem(s, event.entryId, event.startHubMs);
+      if (!found) return;
       this.failuresInARow = 0;
-      s.item = next;
-      s.track = track;
+      if (found.steps > 0 || s.adopted) this.log.info({ session: s.id, entryId: event.entryId, steps: found.steps, adopted: s.adopted ?? false }, 'members play on into the next track');
+      s.adopted = false;
+      s.item = found.item;
+      s.track = found.track;
       s.positionMs = 0;
       s.anchor = { positionMs: 0, hubMs: event.startHubMs };
-      this.queue.setCurrent(next);
+      this.queue.setCurrent(found.item);
       this.armEndTimer(s);
-      for (const member of this.ctx.onlineMembers()) this.ctx.send(member, { command: 'next', session: s.id, next: this.nextTrack(next) });
-      this.ctx.changed();
+      for (const member of this.ctx.onlineMembers()) this.ctx.send(member, { command: 'next', session: s.id, ...this.following(found.item) });
+      this.changed();
       return;
     }
     if (event.event === 'ended' && event.entryId === s.item.entryId) {
@@ -267,7 +332,7 @@ export class SyncCoordinator {
     }
     if (this.state === 'playing') return this.startAt(item, 0);
     this.queue.setCurrent(item);
-    this.ctx.changed();
+    this.changed();
   }
 
   private startAt(item: QueueItem, positionMs: number): void {
@@ -284,15 +349,15 @@ export class SyncCoordinator {
     const s: Session = { id: randomBytes(6).toString('hex'), item, track, positionMs, waiting: new Set(), preparedAt: this.ctx.now() };
     this.session = s;
     this.state = 'playing';
-    const next = this.nextTrack(item);
+    const following = this.following(item);
     for (const nodeId of this.ctx.onlineMembers()) {
       this.ctx.sendOutput(nodeId);
       s.waiting.add(nodeId);
-      this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(track), positionMs, next });
+      this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(track), positionMs, ...following });
     }
     this.log.info({ session: s.id, entryId: item.entryId, positionMs, members: [...s.waiting] }, 'session prepared');
     s.barrierTimer = setTimeout(() => this.timeout(s), this.options.barrierTimeoutMs);
-    this.ctx.changed();
+    this.changed();
     this.barrierCheck(s);
   }
 
@@ -320,11 +385,18 @@ export class SyncCoordinator {
     if (this.session !== s || s.anchor) return;
     clearTimeout(s.barrierTimer);
     const now = this.ctx.now();
-    s.anchor = { positionMs: s.positionMs, hubMs: now + this.options.startMarginMs };
+    s.anchor = { positionMs: s.positionMs, hubMs: now + this.startMargin(s) };
     for (const nodeId of this.ctx.onlineMembers()) this.ctx.send(nodeId, { command: 'start', session: s.id, atHubMs: s.anchor.hubMs, positionMs: s.positionMs });
-    this.log.info({ session: s.id, why, late: [...s.waiting], barrierMs: Math.round(now - s.preparedAt) }, 'session started');
+    this.log.info({ session: s.id, why, late: [...s.waiting], barrierMs: Math.round(now - s.preparedAt), marginMs: Math.round(s.anchor.hubMs - now) }, 'session started');
     this.armEndTimer(s);
-    this.ctx.changed();
+    this.changed();
+  }
+
+  /** How far ahead the start instant goes: the fixed margin, or more if a member's output needs it. */
+  private startMargin(s: Session): number {
+    const o = this.options;
+    if (s.delayUnknown || s.outputDelayMs === undefined) return o.startMarginMs;
+    return Math.max(o.startMarginMs, s.outputDelayMs + o.startSlackMs);
   }
 
   /** Members report the end; should none (all offline), the hub moves on a little after it. */
@@ -334,7 +406,7 @@ export class SyncCoordinator {
     const endsIn = s.anchor.hubMs + (s.track.durationMs - s.anchor.positionMs) - this.ctx.now();
     s.endTimer = setTimeout(() => {
       if (this.session === s && this.ctx.onlineMembers().length === 0) this.finished();
-    }, Math.max(0, endsIn) + 3000);
+    }, Math.max(0, endsIn) + 3000 + (s.adopted ? ADOPT_GRACE_MS : 0));
   }
 
   /** The current track played to its end and nothing followed it gaplessly. */
@@ -355,15 +427,51 @@ export class SyncCoordinator {
     for (const nodeId of this.ctx.onlineMembers()) this.ctx.send(nodeId, { command: 'stop', session: s.id });
   }
 
-  private nextTrack(item: QueueItem): TrackRef | null {
-    const next = this.queue.after(item, false);
-    const track = next && this.ctx.track(next.entryId);
-    return track ? ref(track) : null;
+  /**
+   * Which queue item a member's report "entry E started at hub time T" means: the current
+   * item or one after it (members carry on through the queue on their own while the hub
+   * is away). The current one only counts once, right after a restart (adopted); a later
+   * one only if it starts after the current one began, so the other members' reports of
+   * the same change, and stale ones, change nothing.
+   */
+  private reportedItem(s: Session, entryId: number, startHubMs: number): { item: QueueItem; track: TrackInfo; steps: number } | undefined {
+    if (!s.anchor) return undefined;
+    const currentStart = s.anchor.hubMs - s.anchor.positionMs;
+    let item: QueueItem | undefined = s.item;
+    for (let steps = 0; steps <= REPORT_LOOKAHEAD && item; steps++, item = this.queue.after(item, false)) {
+      if (item.entryId !== entryId) continue;
+      if (steps === 0 ? !s.adopted : startHubMs < currentStart + 1000) continue;
+      const track = this.ctx.track(item.entryId);
+      return track ? { item, track, steps } : undefined;
+    }
+    return undefined;
+  }
+
+  /** What follows `item` at the end of each track: the next one, and up to UPCOMING_TRACKS after it. */
+  private following(item: QueueItem): { next: TrackRef | null; upcoming: TrackRef[] } {
+    const refs: TrackRef[] = [];
+    let at: QueueItem | undefined = item;
+    while (refs.length < 1 + UPCOMING_TRACKS) {
+      at = this.queue.after(at, false);
+      const track = at && this.ctx.track(at.entryId);
+      if (!track) break;
+      refs.push(ref(track));
+    }
+    return { next: refs[0] ?? null, upcoming: refs.slice(1) };
+  }
+
+  /** Publishes the group's state; the session under way is saved first, so a restarted hub can adopt it. */
+  private changed(): void {
+    const s = this.session;
+    if (this.state === 'playing' && s) this.queue.saveSession({ state: 'playing', session: s.id, itemId: s.item.itemId, anchor: s.anchor ?? null });
+    else if (this.state === 'paused') this.queue.saveSession({ state: 'paused', session: null, itemId: null, anchor: null });
+    else this.queue.saveSession(null);
+    this.ctx.changed();
   }
 
   private recordError(nodeId: number | null, entryId: number | null, message: string): void {
     this.errors = [...this.errors, { nodeId, entryId, message: message.slice(0, 1000), at: Date.now() }].slice(-MAX_ERRORS);
-    this.ctx.changed();
+    this.changed();
   }
 
   private requireTracks(entryIds: readonly number[]): void {

@@ -115,6 +115,7 @@ export const NODE_FLAGS: FlagBinding[] = [
   { flag: '--sim-clock-offset <seconds>', path: ['sim', 'clockOffsetSeconds'], kind: 'number', help: 'tests and benchmarks only: add this many seconds to the node clock' },
   { flag: '--sim-clock-skew <ppm>', path: ['sim', 'clockSkewPpm'], kind: 'number', help: 'tests and benchmarks only: run the node clock this many ppm fast (negative: slow)' },
   { flag: '--sim-corrupt-serving', path: ['sim', 'corruptServing'], kind: 'boolean', help: 'tests only: damage every chunk served to peers' },
+  { flag: '--sim-stream-stall <ms>', path: ['sim', 'streamStallMs'], kind: 'number', help: 'tests only: hold back a track being streamed for this long once, past its beginning (a stalled link)' },
   { flag: '--sim-output-rate-error <ppm>', path: ['sim', 'outputRateErrorPpm'], kind: 'number', help: 'tests and benchmarks only: run the measurement output this many ppm fast (negative: slow)' },
   { flag: '--measure-file <file>', path: ['playback', 'measureFile'], kind: 'string', help: 'measurement output: record when frames play in this file (tests and benchmarks)' },
   { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },

@@ -235,6 +235,8 @@ export const nodeConfigSchema = z
         outputRateErrorPpm: z.number().min(-1000).max(1000).default(0),
         /** Flip one byte of every chunk this node serves to peers (tests of the swarm's defences). */
         corruptServing: z.boolean().optional(),
+        /** Hold back a track being streamed (fetched while it plays) for this long once, just past its beginning: a link that stalls (ms). */
+        streamStallMs: z.number().int().min(0).max(600_000).optional(),
       })
       .strict()
       .prefault({}),

@@ -24,6 +24,7 @@ import { TrackSource } from './player/track-source.js';
 import { ChunkServer } from './chunk-server.js';
 import { HoldingsAnnouncer } from './holdings-announcer.js';
 import { DEFAULT_SWARM, SwarmFetcher } from '../transfer/swarm-fetcher.js';
+import type { TrackRef } from '../protocol/schemas.js';
 import type { SourcesReply__Output } from '../generated/firefly/v1/SourcesReply.js';
 
 /** With credentials on: Fetch calls per second one peer address may start at this node's chunk server (bursts of twice that). */
@@ -158,10 +159,11 @@ export class FireflyNode {
     });
     // The group's current and next track: pinned, and what prefetch 'queue' fetches.
     this.agent.on('player', (command) => {
-      if (command.command === 'prepare') this.sync.setQueue([command.track, ...(command.next ? [command.next] : [])].map((t) => Buffer.from(t.contentId, 'hex')));
-      else if (command.command === 'next' && command.next) this.sync.setQueue([...this.sync.queued().slice(0, 1), Buffer.from(command.next.contentId, 'hex')]);
+      const following = (c: { next: TrackRef | null; upcoming?: TrackRef[] }) => (c.next ? [c.next, ...(c.upcoming ?? [])] : []).map((t) => Buffer.from(t.contentId, 'hex'));
+      if (command.command === 'prepare') this.sync.setQueue([Buffer.from(command.track.contentId, 'hex'), ...following(command)]);
+      else if (command.command === 'next' && command.next) this.sync.setQueue([...this.sync.queued().slice(0, 1), ...following(command)]);
     });
-    this.tracks = new TrackSource(this.libraryClient, this.swarm, this.mirror, this.store, log.child({ module: 'tracks' }));
+    this.tracks = new TrackSource(this.libraryClient, this.swarm, this.mirror, this.store, log.child({ module: 'tracks' }), config.sim.streamStallMs ?? 0);
     // Settings that arrive before the player exists (the welcome's volume) are kept by the agent and applied at start.
     this.agent.on('player', (command) => this.player?.handle(command));
     this.agent.on('volume', (volume, groupVolume) => this.player?.setVolume(volume, groupVolume));

@@ -202,6 +202,11 @@ export const trackRefSchema = z.object({
   durationMs: z.number().nonnegative().nullable(),
 });
 export type TrackRef = z.infer<typeof trackRefSchema>;
+/**
+ * The tracks after `next`, in play order: a node keeps playing through them gaplessly
+ * while the hub is away (a hub crash), and prefetches them. Optional: older hubs omit it.
+ */
+export const upcomingSchema = z.array(trackRefSchema).max(16).optional();
 
 export const nodeCommandSchema = z.discriminatedUnion('command', [
   /** The node plays at volume × groupVolume / 10000 of full scale. */
@@ -210,11 +215,11 @@ export const nodeCommandSchema = z.discriminatedUnion('command', [
   /** Silence (node or group muted) and this node's latency offset (what software cannot see). */
   z.object({ command: z.literal('output'), muted: z.boolean(), latencyMs }),
   /** Get ready to play `track` from `positionMs` (fetch, open the decoder, pre-roll), then answer ready. */
-  z.object({ command: z.literal('prepare'), session, groupId: id, track: trackRefSchema, positionMs, next: trackRefSchema.nullable() }),
+  z.object({ command: z.literal('prepare'), session, groupId: id, track: trackRefSchema, positionMs, next: trackRefSchema.nullable(), upcoming: upcomingSchema }),
   /** The session's timeline: track position `positionMs` plays at hub time `atHubMs`. A node not ready yet joins late, in sync. */
   z.object({ command: z.literal('start'), session, atHubMs: hubMs, positionMs }),
   /** What follows the current track without a gap (null: nothing, the session ends with it). */
-  z.object({ command: z.literal('next'), session, next: trackRefSchema.nullable() }),
+  z.object({ command: z.literal('next'), session, next: trackRefSchema.nullable(), upcoming: upcomingSchema }),
   /** Stop the session now (pause, stop, or a new session replacing it). */
   z.object({ command: z.literal('stop'), session }),
 ]);
@@ -223,11 +228,20 @@ export type NodeCommand = z.infer<typeof nodeCommandSchema>;
 /** Node → hub on `<prefix>/node/<uuid>/player`. */
 export const playerEventSchema = z.discriminatedUnion('event', [
   /** Enough audio of the session's track is decoded to start at once. */
-  z.object({ event: z.literal('ready'), session }),
+  z.object({
+    event: z.literal('ready'),
+    session,
+    /** How long after it is written a frame sounds on this node (output buffer and device, plus its latency offset; ms): the hub starts no sooner than this. */
+    outputDelayMs: z.number().nonnegative().max(10_000).optional(),
+  }),
   /** The node continued into the next track without a gap: its first frame plays at hub time `startHubMs`. */
   z.object({ event: z.literal('track'), session, entryId, startHubMs: hubMs }),
   /** The last track of the session ended (nothing followed). */
   z.object({ event: z.literal('ended'), session, entryId }),
+  /** The node's audio fell behind the play position (its download is too slow): it went silent; the group plays on. */
+  z.object({ event: z.literal('behind'), session, entryId }),
+  /** …and it has a safe margin again: it plays along in sync from where the group is. */
+  z.object({ event: z.literal('rejoined'), session, entryId, silentMs: z.number().nonnegative() }),
   /** The track cannot be played (missing chunks, undecodable or truncated audio). */
   z.object({ event: z.literal('error'), session, entryId, message: z.string().max(1000) }),
 ]);

@@ -36,6 +36,8 @@ export class PcmTimeline {
   private decoder?: PcmReader;
   private current: { track: TrackRef; nextTrackFrame: number };
   private next: TrackRef | null;
+  /** Tracks after `next`, in play order: the timeline plays on through them if the hub says nothing more (it is away). */
+  private upcoming: TrackRef[];
   /** Timeline frame the next decoded frame gets. */
   private decodedTo: number;
   /** Timeline frame of the first frame not yet taken or dropped. */
@@ -55,9 +57,11 @@ export class PcmTimeline {
     private readonly openDecoder: OpenDecoder,
     private readonly options: PcmTimelineOptions,
     private readonly onError: (entryId: number, message: string) => void,
+    upcoming: readonly TrackRef[] = [],
   ) {
     this.current = { track: first, nextTrackFrame: startFrame };
     this.next = next;
+    this.upcoming = next ? [...upcoming] : [];
     this.decodedTo = startFrame;
     this.headFrame = startFrame;
     void this.pump();
@@ -68,13 +72,20 @@ export class PcmTimeline {
     return this.buffered;
   }
 
+  /** The track the decoder is in (ahead of the output by up to aheadFrames). */
+  get decodingEntryId(): number {
+    return this.current.track.entryId;
+  }
+
   /** The track the head of the timeline belongs to. */
   get headEntryId(): number {
     return this.blocks[0]?.entryId ?? this.current.track.entryId;
   }
 
-  setNext(next: TrackRef | null): void {
+  /** What follows the track being decoded now (and after it); replaces what was said before. */
+  setNext(next: TrackRef | null, upcoming: readonly TrackRef[] = []): void {
     this.next = next;
+    this.upcoming = next ? [...upcoming] : [];
     if (next) this.finished = false;
     this.kick();
   }
@@ -167,7 +178,7 @@ export class PcmTimeline {
           this.decoder = undefined;
           if (this.next) {
             this.current = { track: this.next, nextTrackFrame: 0 };
-            this.next = null;
+            this.next = this.upcoming.shift() ?? null;
           } else {
             this.finished = true;
             this.notifyData();
@@ -175,7 +186,7 @@ export class PcmTimeline {
             while (!this.next && !this.closed) await new Promise<void>((r) => (this.wake = r));
             if (this.next) {
               this.current = { track: this.next, nextTrackFrame: 0 };
-              this.next = null;
+              this.next = this.upcoming.shift() ?? null;
               this.finished = false;
             }
           }

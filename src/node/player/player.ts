@@ -16,9 +16,13 @@ export interface PlayerOptions {
   aheadMs: number;
   /** Frames per write: small, so corrections and stops act quickly. */
   writeMs: number;
+  /** Starved of decoded audio this long while playing (its download fell behind), the node drops out (ms)... */
+  dropOutMs: number;
+  /** ...and rejoins once this much is decoded ahead of the play position again (ms; at most aheadMs). */
+  rejoinMarginMs: number;
 }
 
-export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, aheadMs: 3000, writeMs: 10 };
+export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, aheadMs: 3000, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000 };
 
 export interface PlayerDeps {
   /** Open already (the node's output selection opens it). */
@@ -39,8 +43,14 @@ interface Session {
   scheduler?: Scheduler;
   /** Track playing at the output's write position (entry id), for gapless change reports. */
   writingEntry?: number;
+  /** Timeline frame of that track's frame 0. */
+  writingStart?: number;
   positionFrames: number;
   ended: boolean;
+  /** Local time the write loop first lacked decoded audio, while playing (cleared by audio). */
+  starvedSince?: number;
+  /** Dropped out (fell behind): silent until a safe margin is decoded ahead of the play position; local time it went out. */
+  outSince?: number;
 }
 
 /**
@@ -91,7 +101,7 @@ export class Player {
     const s = this.session;
     if (!s) return { state: 'idle', trackId: null, positionMs: null };
     return {
-      state: s.scheduler && s.ready ? 'playing' : 'buffering',
+      state: s.scheduler && s.ready && s.outSince === undefined ? 'playing' : 'buffering',
       trackId: String(s.writingEntry ?? s.first.entryId),
       positionMs: Math.max(0, (s.positionFrames * 1000) / this.rate),
     };
@@ -112,17 +122,28 @@ export class Player {
     if (this.closed) return;
     const s = this.session;
     if (c.command === 'prepare') {
-      if (s?.id === c.session) return;
+      // The same session again: the hub restarted (or this node came back) and adopts the
+      // playback under way; it hears where this node has got to, and nothing restarts.
+      if (s?.id === c.session) return this.report(s);
       await this.end();
       await this.prepare(c);
     } else if (c.command === 'start') {
       if (s?.id !== c.session) return this.deps.log.debug({ session: c.session }, 'start for a session this node was not prepared for');
+      // Already started: the timeline is fixed for the whole session (the hub repeats the
+      // start to members that come back, in terms of the track it thinks is current).
+      if (s.scheduler) return this.deps.log.debug({ session: c.session }, 'start for a session already under way; keeping its timeline');
       const anchor = { atHubMs: c.atHubMs, frame: (c.positionMs * this.rate) / 1000 };
-      if (s.scheduler) s.scheduler.setAnchor(anchor);
-      else s.scheduler = new Scheduler({ sampleRate: this.rate, ...DEFAULT_SCHEDULER }, this.deps.hubClock, anchor);
+      s.scheduler = new Scheduler({ sampleRate: this.rate, ...DEFAULT_SCHEDULER }, this.deps.hubClock, anchor);
       this.deps.log.info({ session: c.session, inMs: Math.round(c.atHubMs - this.deps.hubClock.toHub(this.deps.clock.now())), ready: s.ready }, 'start');
     } else if (c.command === 'next') {
-      if (s?.id === c.session) s.timeline.setNext(c.next);
+      if (s?.id !== c.session) return;
+      // The hub names what follows the track that *plays*; the decoder may already be in
+      // that next track (the last seconds of a track, e.g. when a restarted hub adopts
+      // the session): then what follows the decoder is the rest of the list.
+      const t = s.timeline;
+      const ahead = s.writingEntry !== undefined && t.decodingEntryId !== s.writingEntry && c.next?.entryId === t.decodingEntryId;
+      if (ahead) t.setNext(c.upcoming?.[0] ?? null, c.upcoming?.slice(1));
+      else t.setNext(c.next, c.upcoming);
     } else if (s?.id === c.session) {
       await this.end();
     }
@@ -141,6 +162,7 @@ export class Player {
         this.deps.log.warn({ session: c.session, entryId, err: message }, 'cannot play the track');
         this.deps.send({ event: 'error', session: c.session, entryId, message });
       },
+      c.upcoming,
     );
     const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
     this.session = s;
@@ -151,8 +173,23 @@ export class Player {
     while (this.session === s && !s.timeline.error && !s.timeline.finished && s.timeline.bufferedFrames < preroll) await s.timeline.whenMoreData();
     if (this.session !== s || s.timeline.error) return;
     s.ready = true;
-    this.deps.send({ event: 'ready', session: s.id });
+    this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
     this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, prepareMs: Math.round(performance.now() - started) }, 'ready');
+  }
+
+  /** The device's delay as the write loop keeps it (silence keeps it full while waiting), plus the latency offset. */
+  private outputDelayMs(): number {
+    return Math.max(0, (this.deps.output.delayFrames() * 1000) / this.rate + this.latencyMs);
+  }
+
+  /** Tells the hub where this node's session has got to: the track playing (and when it began), and whether it ran out. */
+  private report(s: Session): void {
+    if (s.ready && !s.scheduler) this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
+    if (s.scheduler && s.writingEntry !== undefined && s.writingStart !== undefined) {
+      this.deps.send({ event: 'track', session: s.id, entryId: s.writingEntry, startHubMs: s.scheduler.hubTimeOf(s.writingStart) });
+    }
+    if (s.ended) this.deps.send({ event: 'ended', session: s.id, entryId: s.writingEntry ?? s.first.entryId });
+    this.deps.log.info({ session: s.id, entryId: s.writingEntry, ended: s.ended }, 'the hub asked again for the session under way; reported where it stands');
   }
 
   /** Ends the current session: the loop stops, queued audio is dropped, the decoder closed. */
@@ -179,6 +216,10 @@ export class Player {
           await output.write(silence, silent);
           continue;
         }
+        if (s.outSince !== undefined) {
+          if (!(await this.catchUp(s, scheduler))) return;
+          continue;
+        }
         const d = scheduler.decide({ localNowMs: clock.now(), delayFrames: output.delayFrames(), nextFrame: s.timeline.headFrame, latencyMs: this.latencyMs }, this.writeFrames);
         const c = d.correction;
         if (c.kind === 'drop' && c.frames > 1) this.deps.log.debug({ session: s.id, errorFrames: Math.round(d.errorFrames), correction: c }, 'hard re-sync');
@@ -190,7 +231,7 @@ export class Player {
           const dropped = s.timeline.drop(c.frames);
           if (dropped < c.frames) {
             if (!(await this.waitForAudio(s))) return;
-          }
+          } else s.starvedSince = undefined;
           continue;
         }
         if (c.kind === 'drop') s.timeline.drop(1);
@@ -205,7 +246,9 @@ export class Player {
             this.deps.send({ event: 'track', session: s.id, entryId: block.entryId, startHubMs: scheduler.hubTimeOf(block.timelineFrame) });
           }
           s.writingEntry = block.entryId;
+          s.writingStart = block.timelineFrame - block.trackFrame;
         }
+        s.starvedSince = undefined;
         let pcm = block.pcm;
         let trackFrame = block.trackFrame;
         if (c.kind === 'repeat') {
@@ -227,6 +270,32 @@ export class Player {
     }
   }
 
+  /**
+   * Dropped out: plays silence while the group's play position runs on, discarding the
+   * audio behind it as it arrives, until `rejoinMarginMs` is decoded ahead of it; then the
+   * normal loop takes over at exactly the right frame. False when the session is over.
+   */
+  private async catchUp(s: Session, scheduler: Scheduler): Promise<boolean> {
+    const t = s.timeline;
+    const target = scheduler.targetFrame({ localNowMs: this.deps.clock.now(), delayFrames: this.deps.output.delayFrames(), latencyMs: this.latencyMs });
+    const behind = Math.floor(target - t.headFrame);
+    if (behind > 0) t.drop(Math.min(behind, t.bufferedFrames));
+    const ahead = t.headFrame + t.bufferedFrames - target;
+    const margin = Math.min(this.options.rejoinMarginMs, this.options.aheadMs * 0.8);
+    if (t.headFrame >= target - 1 && (ahead >= (margin * this.rate) / 1000 || t.finished || t.error)) {
+      const silentMs = this.deps.clock.now() - s.outSince!;
+      s.outSince = undefined;
+      s.starvedSince = undefined;
+      const entryId = t.headEntryId;
+      this.deps.log.info({ session: s.id, entryId, silentMs: Math.round(silentMs) }, 'rejoined the group in sync');
+      this.deps.send({ event: 'rejoined', session: s.id, entryId, silentMs: Math.round(silentMs) });
+      return true;
+    }
+    if (t.error && t.bufferedFrames === 0) return false;
+    await this.deps.output.write(new Int16Array(this.writeFrames * this.channels), { session: s.id, trackFrame: -1 });
+    return this.session === s;
+  }
+
   /** Waits for decoded audio; false when the session is over (ended, failed or replaced). */
   private async waitForAudio(s: Session): Promise<boolean> {
     const t = s.timeline;
@@ -241,7 +310,16 @@ export class Player {
       return this.session === s;
     }
     if (t.error && t.bufferedFrames === 0) return false;
-    // The decoder is behind (or catching up after a jump): keep the device fed; the scheduler re-syncs after.
+    // The decoder is behind (or catching up after a jump): keep the device fed; the scheduler
+    // re-syncs after. Starved for long while playing, the download fell behind: drop out.
+    const now = this.deps.clock.now();
+    s.starvedSince ??= now;
+    if (s.scheduler && s.outSince === undefined && now - s.starvedSince >= this.options.dropOutMs) {
+      s.outSince = now;
+      const entryId = t.headEntryId;
+      this.deps.log.warn({ session: s.id, entryId }, 'fell behind the play position (the track is not here fast enough): silent until it has a safe margin, then rejoining in sync');
+      this.deps.send({ event: 'behind', session: s.id, entryId });
+    }
     await this.deps.output.write(new Int16Array(this.writeFrames * this.channels), { session: s.id, trackFrame: -1 });
     return this.session === s;
   }

@@ -88,6 +88,11 @@ export class Scheduler {
     return this.anchor.atHubMs + ((frame - this.anchor.frame) * 1000) / this.options.sampleRate;
   }
 
+  /** The timeline frame that belongs where the next write lands (no correction decided, nothing counted). */
+  targetFrame(p: Omit<Position, 'nextFrame'>): number {
+    return this.frameAt(p.localNowMs + (p.delayFrames * 1000) / this.options.sampleRate + p.latencyMs);
+  }
+
   /**
    * What to do before the next write. `maxFrames` bounds a silence (one write's worth),
    * so the loop stays responsive.

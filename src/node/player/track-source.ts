@@ -26,6 +26,8 @@ export class TrackSource {
     private readonly mirror: LibraryMirror,
     private readonly store: ChunkStore,
     private readonly log: Logger,
+    /** Tests only (sim.streamStallMs): the first streamed track is held back this long just past its beginning. */
+    private stallMs = 0,
   ) {}
 
   readonly open = async (track: TrackRef): Promise<Readable> => {
@@ -64,14 +66,22 @@ export class TrackSource {
     };
     const startBytes = Math.min(manifest.size, Math.max(STREAM_START_BYTES, manifest.size * STREAM_START_SHARE));
     let head = 0;
-    for (let i = 0; i < chunks.length && head < startBytes; i++) {
-      await arrived(i);
-      head += chunks[i].size;
+    let headChunks = 0;
+    for (; headChunks < chunks.length && head < startBytes; headChunks++) {
+      await arrived(headChunks);
+      head += chunks[headChunks].size;
     }
+    const stallMs = this.stallMs;
+    this.stallMs = 0;
+    const log = this.log;
     this.log.info({ entryId: track.entryId, headBytes: head, size: manifest.size, ms: Math.round(performance.now() - started) }, 'streaming start: the beginning is here, the rest follows');
     return Readable.from(
       (async function* () {
         for (let i = 0; i < chunks.length; i++) {
+          if (i === headChunks && stallMs > 0) {
+            log.warn({ entryId: track.entryId, stallMs }, 'simulated stall of the stream (sim.streamStallMs; tests only)');
+            await new Promise((r) => setTimeout(r, stallMs));
+          }
           await arrived(i);
           const data = await store.get(chunks[i].hash);
           if (!data) throw new Error(`entry ${track.entryId}: chunk ${i} vanished from the store`);

@@ -1,0 +1,82 @@
+/**
+ * The node's PCM timeline on real decodes (ffmpeg): it plays on through the tracks the
+ * hub named ahead (`next`, then `upcoming`) without being told again — what keeps a
+ * group playing while the hub is away — gaplessly, frame for frame.
+ */
+import { strict as assert } from 'node:assert';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { openDecoder } from '../src/node/decode/ffmpeg.js';
+import { PcmTimeline } from '../src/node/player/pcm-timeline.js';
+import type { TrackRef } from '../src/protocol/schemas.js';
+import { makeTone } from './helpers/audio.js';
+import { tempDir } from './helpers/processes.js';
+
+const RATE = 48000;
+
+describe('PcmTimeline', () => {
+  it('plays on through next and the upcoming tracks on its own, gaplessly, then finishes', async () => {
+    const dir = await tempDir('firefly-timeline-');
+    const files = new Map<number, string>();
+    const refs: TrackRef[] = [];
+    for (const [i, seconds] of [1, 0.5, 0.75, 0.25].entries()) {
+      const file = join(dir, `t${i}.wav`);
+      await makeTone(file, { format: 'wav', seconds, sampleRate: RATE, frequency: 440 * (i + 1) });
+      files.set(i + 1, file);
+      refs.push({ entryId: i + 1, contentId: String(i + 1).repeat(64).slice(0, 64), format: 'wav', durationMs: seconds * 1000 });
+    }
+    const errors: string[] = [];
+    const timeline = new PcmTimeline(
+      refs[0],
+      0,
+      refs[1],
+      async (t) => createReadStream(files.get(t.entryId)!),
+      openDecoder,
+      { sampleRate: RATE, channels: 2, aheadFrames: RATE, readFrames: 4096 },
+      (_entry, message) => errors.push(message),
+      refs.slice(2),
+    );
+    const framesPer = new Map<number, number>();
+    let expectedTimeline = 0;
+    for (;;) {
+      const block = timeline.take(4800);
+      if (!block) {
+        if (timeline.finished && timeline.bufferedFrames === 0) break;
+        await timeline.whenMoreData();
+        continue;
+      }
+      // Gapless: every block starts where the last one ended, across track changes.
+      assert.equal(block.timelineFrame, expectedTimeline);
+      assert.equal(block.trackFrame, framesPer.get(block.entryId) ?? 0);
+      const n = block.pcm.length / 2;
+      expectedTimeline += n;
+      framesPer.set(block.entryId, (framesPer.get(block.entryId) ?? 0) + n);
+    }
+    await timeline.close();
+    assert.deepEqual(errors, []);
+    assert.deepEqual([...framesPer], [[1, RATE], [2, RATE / 2], [3, RATE * 0.75], [4, RATE / 4]]);
+  });
+
+  it('a new next replaces the upcoming list it was given before', async () => {
+    const dir = await tempDir('firefly-timeline-');
+    const file = join(dir, 'a.wav');
+    await makeTone(file, { format: 'wav', seconds: 0.25, sampleRate: RATE });
+    const ref = (entryId: number): TrackRef => ({ entryId, contentId: 'ab'.repeat(32), format: 'wav', durationMs: 250 });
+    const timeline = new PcmTimeline(ref(1), 0, ref(2), async () => createReadStream(file), openDecoder, { sampleRate: RATE, channels: 2, aheadFrames: RATE * 4, readFrames: 4096 }, () => undefined, [ref(3), ref(4)]);
+    assert.equal(timeline.decodingEntryId, 1);
+    timeline.setNext(ref(7), []);
+    const order: number[] = [];
+    for (;;) {
+      const block = timeline.take(48000);
+      if (!block) {
+        if (timeline.finished && timeline.bufferedFrames === 0) break;
+        await timeline.whenMoreData();
+        continue;
+      }
+      if (order.at(-1) !== block.entryId) order.push(block.entryId);
+    }
+    await timeline.close();
+    assert.deepEqual(order, [1, 7]);
+  });
+});
