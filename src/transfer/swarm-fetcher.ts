@@ -70,12 +70,13 @@ export interface SwarmOptions {
   banAfterBadChunks: number;
   banMs: number;
   /**
-   * Sequential order: the next this many chunks are asked of the hub as urgent (it must not
-   * answer `elsewhere`) unless a peer already holds them; a chunk still on its way to a
-   * peer is taken from the hub only when it is among the next `urgentComingChunks`.
+   * Sequential order: the first this many bytes still wanted (the beginning playback
+   * waits for) are asked of the hub as urgent — it must not answer `elsewhere` — unless a
+   * peer already holds them. Past them a chunk comes from the hub only when no peer holds
+   * it or is being sent it, so the rest of a track every member plays leaves the hub about
+   * once too.
    */
-  urgentChunks: number;
-  urgentComingChunks: number;
+  urgentBytes: number;
   /** A call gets at least this long, and several times its expected duration (ms). */
   minCallMs: number;
   /** Give up on what is left when nothing arrived for this long (ms). */
@@ -92,8 +93,7 @@ export const DEFAULT_SWARM: Omit<SwarmOptions, 'self'> = {
   maxAttempts: 8,
   banAfterBadChunks: 2,
   banMs: 10 * 60_000,
-  urgentChunks: 8,
-  urgentComingChunks: 2,
+  urgentBytes: 1024 * 1024,
   minCallMs: 8000,
   stallMs: 60_000,
 };
@@ -173,6 +173,8 @@ interface Want {
   covered: boolean;
   /** A usable peer holds it now (as of the last refresh). */
   peerHas: boolean;
+  /** Sequential order: within the first urgentBytes still wanted. */
+  head: boolean;
 }
 
 /**
@@ -224,10 +226,16 @@ export class SwarmFetcher {
         const key = c.hash.toString('hex');
         const w = wants.get(key);
         if (w) w.refs.push({ content, index });
-        else wants.set(key, { hash: c.hash, key, size: c.size, pos: pos++, refs: [{ content, index }], attempts: 0, excluded: new Set(), inFlight: false, done: false, hubNotBefore: 0, salt: randomInt(1 << 30), rank: 0, covered: false, peerHas: false });
+        else wants.set(key, { hash: c.hash, key, size: c.size, pos: pos++, refs: [{ content, index }], attempts: 0, excluded: new Set(), inFlight: false, done: false, hubNotBefore: 0, salt: randomInt(1 << 30), rank: 0, covered: false, peerHas: false, head: false });
       });
     }
     for (const w of wants.values()) if (this.store.has(w.hash)) wants.delete(w.key);
+    let headBytes = 0;
+    for (const w of wants.values()) {
+      if (headBytes >= this.options.urgentBytes) break;
+      w.head = true;
+      headBytes += w.size;
+    }
     const failed: Buffer[] = [];
     if (wants.size === 0) return { failed, stats };
     const job = new FetchJob(this, wants, opts.order, stats, failed);
@@ -474,18 +482,13 @@ class FetchJob {
       if (list.length > 64 && list.length > 2 * this.wants.size) this.candidates.set(s.key, (list = list.filter((w) => !w.done)));
       while (s.inFlight < o.callsPerSource) {
         const batch: Want[] = [];
-        let pending = 0;
         let urgentBatch = false;
         const size = s.hub ? o.chunksPerCall : o.peerChunksPerCall;
         for (const w of list) {
-          if (w.done) continue;
-          pending++;
-          if (w.inFlight || w.excluded.has(s.key)) continue;
+          if (w.done || w.inFlight || w.excluded.has(s.key)) continue;
           if (s.hub && o.peers) {
-            // Playback order: the next chunks are needed now. One a peer holds comes from that
-            // peer (the LAN is faster than the hub's uplink); one still on its way to a peer is
-            // waited for unless it is the very next; one no peer covers comes from the hub.
-            const urgent = this.mode === 'sequential' && pending <= o.urgentChunks && !w.peerHas && (!w.covered || pending <= o.urgentComingChunks);
+            // Playback order: the beginning is needed now; a peer that holds it is faster than the hub's uplink.
+            const urgent = this.mode === 'sequential' && w.head && !w.peerHas;
             if (!urgent && (w.hubNotBefore > now || w.covered)) continue;
             urgentBatch ||= urgent;
           }
