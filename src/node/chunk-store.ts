@@ -93,15 +93,10 @@ export class ChunkStore {
 
   /** Verifies and keeps a chunk. Throws BadChunkError if the bytes do not match the hash. */
   put(hash: Buffer, data: Uint8Array): void {
-    const actual = sha256(data);
-    if (!actual.equals(hash)) throw new BadChunkError(hash, actual);
-    if (this.has(hash)) {
-      this.touch([hash]);
-      return;
-    }
-    const final = this.pathOf(hash);
+    const place = this.placeFor(hash, data);
+    if (!place) return;
+    const { final, tmp } = place;
     mkdirSync(join(final, '..'), { recursive: true });
-    const tmp = join(this.tmp, `${hash.toString('hex')}.${randomBytes(4).toString('hex')}`);
     const fd = openSync(tmp, 'w');
     try {
       let off = 0;
@@ -111,7 +106,23 @@ export class ChunkStore {
       closeSync(fd);
     }
     renameSync(tmp, final);
-    cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+    this.index(hash, data.length);
+  }
+
+  /** Verifies a chunk about to be kept: where it goes, or undefined when it is held already (then marked used). */
+  private placeFor(hash: Buffer, data: Uint8Array): { final: string; tmp: string } | undefined {
+    const actual = sha256(data);
+    if (!actual.equals(hash)) throw new BadChunkError(hash, actual);
+    if (this.has(hash)) {
+      this.touch([hash]);
+      return undefined;
+    }
+    return { final: this.pathOf(hash), tmp: join(this.tmp, `${hash.toString('hex')}.${randomBytes(4).toString('hex')}`) };
+  }
+
+  /** A chunk renamed into place counts as held from now on. */
+  private index(hash: Buffer, size: number): void {
+    cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, size, this.tick());
   }
 
   /**
@@ -122,19 +133,14 @@ export class ChunkStore {
    * do not match the hash; the chunk counts as held once the promise resolves.
    */
   async putAsync(hash: Buffer, data: Uint8Array): Promise<void> {
-    const actual = sha256(data);
-    if (!actual.equals(hash)) throw new BadChunkError(hash, actual);
-    if (this.has(hash)) {
-      this.touch([hash]);
-      return;
-    }
-    const final = this.pathOf(hash);
+    const place = this.placeFor(hash, data);
+    if (!place) return;
+    const { final, tmp } = place;
     const fanout = join(final, '..');
     if (!this.folders.has(fanout)) {
       await mkdir(fanout, { recursive: true });
       this.folders.add(fanout);
     }
-    const tmp = join(this.tmp, `${hash.toString('hex')}.${randomBytes(4).toString('hex')}`);
     const fh = await open(tmp, 'w');
     try {
       await fh.writeFile(data);
@@ -143,7 +149,7 @@ export class ChunkStore {
       await fh.close();
     }
     await rename(tmp, final);
-    cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+    this.index(hash, data.length);
   }
 
   /** The chunk's bytes, verified; undefined if absent or found damaged (then it is dropped). Marks it used. */
