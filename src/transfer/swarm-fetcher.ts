@@ -77,6 +77,13 @@ export interface SwarmOptions {
    * once too.
    */
   urgentBytes: number;
+  /**
+   * Sequential order, past the beginning: one of the next `frontierChunks` still missing
+   * that has waited this long (ms) for a peer becomes urgent, so a peer slow to deliver
+   * never leaves playback without audio; the hub may then send it a second time.
+   */
+  frontierWaitMs: number;
+  frontierChunks: number;
   /** A call gets at least this long, and several times its expected duration (ms). */
   minCallMs: number;
   /** Give up on what is left when nothing arrived for this long (ms). */
@@ -94,6 +101,8 @@ export const DEFAULT_SWARM: Omit<SwarmOptions, 'self'> = {
   banAfterBadChunks: 2,
   banMs: 10 * 60_000,
   urgentBytes: 1024 * 1024,
+  frontierWaitMs: 1500,
+  frontierChunks: 2,
   minCallMs: 8000,
   stallMs: 60_000,
 };
@@ -175,6 +184,8 @@ interface Want {
   peerHas: boolean;
   /** Sequential order: within the first urgentBytes still wanted. */
   head: boolean;
+  /** Sequential order: when (ms) the chunk became one of the next frontierChunks still missing; 0: not yet. */
+  frontierAt: number;
 }
 
 /**
@@ -226,7 +237,7 @@ export class SwarmFetcher {
         const key = c.hash.toString('hex');
         const w = wants.get(key);
         if (w) w.refs.push({ content, index });
-        else wants.set(key, { hash: c.hash, key, size: c.size, pos: pos++, refs: [{ content, index }], attempts: 0, excluded: new Set(), inFlight: false, done: false, hubNotBefore: 0, salt: randomInt(1 << 30), rank: 0, covered: false, peerHas: false, head: false });
+        else wants.set(key, { hash: c.hash, key, size: c.size, pos: pos++, refs: [{ content, index }], attempts: 0, excluded: new Set(), inFlight: false, done: false, hubNotBefore: 0, salt: randomInt(1 << 30), rank: 0, covered: false, peerHas: false, head: false, frontierAt: 0 });
       });
     }
     for (const w of wants.values()) if (this.store.has(w.hash)) wants.delete(w.key);
@@ -483,12 +494,17 @@ class FetchJob {
       while (s.inFlight < o.callsPerSource) {
         const batch: Want[] = [];
         let urgentBatch = false;
+        let pending = 0;
         const size = s.hub ? o.chunksPerCall : o.peerChunksPerCall;
         for (const w of list) {
-          if (w.done || w.inFlight || w.excluded.has(s.key)) continue;
+          if (w.done) continue;
+          if (s.hub && this.mode === 'sequential' && pending++ < o.frontierChunks && w.frontierAt === 0) w.frontierAt = now;
+          if (w.inFlight || w.excluded.has(s.key)) continue;
           if (s.hub && o.peers) {
-            // Playback order: the beginning is needed now; a peer that holds it is faster than the hub's uplink.
-            const urgent = this.mode === 'sequential' && w.head && !w.peerHas;
+            // Playback order: the beginning is needed now, and so is a next chunk a peer has been slow to deliver;
+            // a peer that holds it is faster than the hub's uplink.
+            const stalled = w.frontierAt > 0 && now - w.frontierAt > o.frontierWaitMs;
+            const urgent = this.mode === 'sequential' && (w.head || stalled) && !w.peerHas;
             if (!urgent && (w.hubNotBefore > now || w.covered)) continue;
             urgentBatch ||= urgent;
           }
