@@ -604,17 +604,12 @@ class FetchJob {
         error = err as Error & { code?: number };
       }
       const ms = performance.now() - started;
-      await Promise.all(writes);
+      // The call's slot is free as soon as its stream ended: the source can be asked again
+      // while the chunks are still being written (an fsync can take tens of milliseconds,
+      // and holding the slot that long left a capped hub idle between calls).
       s.calls.delete(call);
       if (bad && s.bannedUntil > Date.now()) call.cancel();
       s.inFlight--;
-      if (storeError) {
-        // A store failure (disk full…): give up on this batch, the sync reports it.
-        log.error({ err: storeError.message }, 'storing a fetched chunk failed');
-        for (const w of batch) if (!w.done) this.fail(w);
-        this.kick();
-        return;
-      }
       if (received > 0) s.measure(received, ms, firstByteMs);
       if (error && error.code !== status.CANCELLED) {
         s.failures++;
@@ -627,6 +622,15 @@ class FetchJob {
         }
         log.debug({ source: s.key, address: s.address || 'hub', err: error.message, failures: s.failures }, 'chunk source failed; trying elsewhere');
       } else if (!error && received > 0) s.failures = 0;
+      this.kick();
+      await Promise.all(writes);
+      if (storeError) {
+        // A store failure (disk full…): give up on this batch, the sync reports it.
+        log.error({ err: storeError.message }, 'storing a fetched chunk failed');
+        for (const w of batch) if (!w.done) this.fail(w);
+        this.kick();
+        return;
+      }
       for (const w of batch) {
         if (w.done) continue;
         w.inFlight = false;
