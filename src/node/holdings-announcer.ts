@@ -31,7 +31,8 @@ export class HoldingsAnnouncer {
     /** HOST:PORT peers fetch from, or null while the node does not serve. */
     private readonly serve: () => string | null,
     private readonly log: Logger,
-    private readonly debounceMs = 150,
+    /** Short: a peer can serve a chunk only once the hub knows it holds it. */
+    private readonly debounceMs = 50,
   ) {}
 
   /** These chunks arrived. */

@@ -64,6 +64,13 @@ export interface SwarmOptions {
   elsewhereRetryMs: number;
   /** How often holdings are asked for again while fetching (ms). */
   refreshMs: number;
+  /**
+   * Playback order: the same, faster. Every member of a group wants the same few chunks
+   * at once; the sooner a downloader hears that a peer got one, the sooner it takes it
+   * from that peer instead of waiting or asking the hub (one track's holdings: cheap).
+   */
+  playbackRefreshMs: number;
+  playbackElsewhereRetryMs: number;
   /** Failed tries (errors, bad bytes) of one chunk before this fetch gives up on it. */
   maxAttempts: number;
   /** Bad chunks from one source before it is ignored. */
@@ -97,6 +104,8 @@ export const DEFAULT_SWARM: Omit<SwarmOptions, 'self'> = {
   peerChunksPerCall: 4,
   elsewhereRetryMs: 1500,
   refreshMs: 400,
+  playbackRefreshMs: 150,
+  playbackElsewhereRetryMs: 500,
   maxAttempts: 8,
   banAfterBadChunks: 2,
   banMs: 10 * 60_000,
@@ -354,6 +363,7 @@ class FetchJob {
 
   async run(): Promise<void> {
     const o = this.f.opts;
+    const refreshMs = this.mode === 'sequential' ? o.playbackRefreshMs : o.refreshMs;
     let refreshing: Promise<void> | undefined;
     let lastRefresh = 0;
     const refresh = () => {
@@ -373,9 +383,9 @@ class FetchJob {
     await refresh();
     const progress = setInterval(() => this.logProgress(), PROGRESS_LOG_MS);
     const ticker = setInterval(() => {
-      if (!refreshing && Date.now() - lastRefresh >= o.refreshMs) void refresh();
+      if (!refreshing && Date.now() - lastRefresh >= refreshMs) void refresh();
       else this.kick();
-    }, Math.min(o.refreshMs, 250));
+    }, Math.min(refreshMs, 250));
     try {
       while (this.remaining() > 0) {
         this.schedule();
@@ -586,7 +596,7 @@ class FetchJob {
           if (!w || w.done) continue;
           if (msg.elsewhere) {
             // Another node is getting it from the hub: take it from that peer once it has it.
-            w.hubNotBefore = Date.now() + o.elsewhereRetryMs;
+            w.hubNotBefore = Date.now() + (this.mode === 'sequential' ? o.playbackElsewhereRetryMs : o.elsewhereRetryMs);
             this.stats.deflected++;
             continue;
           }
