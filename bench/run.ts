@@ -9,11 +9,13 @@
  *   --nodes <n>       simulated nodes for the control-plane benchmark (default 500; env FIREFLY_BENCH_NODES)
  *   --sync-minutes <n> length of the sync run (default 2; the issue's soak figure is 10; env FIREFLY_BENCH_SYNC_MINUTES)
  *   --swarm-size <n>  library size for the swarm benchmark (default 500MB; env FIREFLY_BENCH_SWARM_SIZE)
+ *                     (env FIREFLY_BENCH_SWARM_BASELINE=0 skips its hub-only round while iterating)
+ *   --cold-size <n>   size of the FLAC in the cold-start benchmark (default 40MB; env FIREFLY_BENCH_COLD_SIZE)
  *   --only <list>     comma-separated subset of the sections below (default: all)
  *   --keep            keep the temporary folder
  *
  * Sections, run in this order: cdc, dedup, catalogue, index, control, decode, sync,
- * command-to-sound, swarm. A new benchmark is one
+ * command-to-sound, swarm, cold-start. A new benchmark is one
  * more entry in SECTIONS (a name, and a function that prints its tables).
  *
  * Tables go to stdout, progress to stderr. All data lives in one folder under
@@ -27,6 +29,7 @@ import { runIndexingBench } from './indexing.js';
 import { benchDecode } from './decode.js';
 import { benchCommandToSound, benchSync } from './sync.js';
 import { benchSwarm } from './swarm.js';
+import { benchColdStart } from './cold-start.js';
 import { machine, note, parseSize, withTempDir } from './util.js';
 
 const { values } = parseArgs({
@@ -39,6 +42,7 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: process.env.FIREFLY_BENCH_NODES ?? '500' },
     'sync-minutes': { type: 'string', default: process.env.FIREFLY_BENCH_SYNC_MINUTES ?? '2' },
     'swarm-size': { type: 'string', default: process.env.FIREFLY_BENCH_SWARM_SIZE ?? '500MB' },
+    'cold-size': { type: 'string', default: process.env.FIREFLY_BENCH_COLD_SIZE ?? '40MB' },
     only: { type: 'string' },
     keep: { type: 'boolean', default: false },
   },
@@ -84,7 +88,9 @@ const SECTIONS: Section[] = [
   // 8 nodes, track held: play command to first frame at the outputs (issue 4).
   { name: 'command-to-sound', run: async () => printText(await benchCommandToSound()) },
   // 1 hub + 8 nodes, hub uplink capped at 100 Mbit/s: swarm vs hub-only (issue 5).
-  { name: 'swarm', run: async ({ values: v }) => printText(await benchSwarm({ bytes: parseSize(v['swarm-size']) })) },
+  { name: 'swarm', run: async ({ values: v }) => printText(await benchSwarm({ bytes: parseSize(v['swarm-size']), baseline: process.env.FIREFLY_BENCH_SWARM_BASELINE !== '0' })) },
+  // 4 members play a 40 MB FLAC none holds, hub uplink capped at 100 Mbit/s: first sound, underruns (issue 5).
+  { name: 'cold-start', run: async ({ values: v }) => printText(await benchColdStart({ bytes: parseSize(v['cold-size']) })) },
 ];
 
 const names = SECTIONS.map((s) => s.name);

@@ -1,10 +1,20 @@
-/** The swarm's pure parts: the upload cap's arithmetic, the hub's transit log, chunk bitmaps, rate parsing. */
+/** The swarm's pure parts: the upload cap's arithmetic, the hub's transit log and deflection limit, chunk bitmaps, rate parsing, the holdings announcer over a real store. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TokenBucket } from '../src/transfer/token-bucket.js';
-import { TransitLog } from '../hub/swarm/transit.js';
+import { DeflectionLimiter, TransitLog } from '../hub/swarm/transit.js';
 import { bitmapOf, countBits, hasBit, setBit } from '../src/transfer/chunk-bitmap.js';
 import { parseValue } from '../src/config/load.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sha256 } from '../src/chunking/manifest.js';
+import { createLogger } from '../src/log.js';
+import { ChunkStore } from '../src/node/chunk-store.js';
+import { HoldingsAnnouncer } from '../src/node/holdings-announcer.js';
+import { LibraryMirror } from '../src/node/library-mirror.js';
+import { openNodeDb } from '../src/node/node-db.js';
+import type { Holdings } from '../src/protocol/schemas.js';
 
 test('the token bucket lets a burst through, then holds the long-run rate', () => {
   let now = 0;
@@ -38,6 +48,22 @@ test('the transit log says what is on its way to whom, until the grace ends', ()
   assert.deepEqual(log.comingTo(a.toString('hex')), []);
 });
 
+test('the hub answers one downloader `elsewhere` for one chunk at most twice, then sends it', () => {
+  let now = 0;
+  const limiter = new DeflectionLimiter(2, 60_000, () => now);
+  assert.ok(limiter.take('n1', 'aa'));
+  assert.ok(limiter.take('n1', 'aa'));
+  assert.ok(!limiter.take('n1', 'aa'), 'the third ask is served');
+  assert.ok(limiter.take('n2', 'aa'), 'counted per downloader');
+  assert.ok(limiter.take('n1', 'bb'), 'and per chunk');
+  now = 60_001;
+  assert.ok(limiter.take('n1', 'aa'), 'forgotten after keepMs');
+  limiter.purge();
+  now = 200_000;
+  limiter.purge();
+  assert.ok(limiter.take('n1', 'aa'));
+});
+
 test('chunk bitmaps', () => {
   const bm = bitmapOf(10, (i) => i % 3 === 0);
   assert.deepEqual([...Array(10).keys()].filter((i) => hasBit(bm, i)), [0, 3, 6, 9]);
@@ -52,4 +78,45 @@ test('--upload-limit takes bits per second with decimal prefixes', () => {
   assert.equal(parseValue('800kbps', 'bitrate', '--upload-limit'), 100_000);
   assert.equal(parseValue('0', 'bitrate', '--upload-limit'), 0);
   assert.throws(() => parseValue('fast', 'bitrate', '--upload-limit'), /--upload-limit/);
+});
+
+test('holdings announced before a chunk list arrived still report the chunks that come later', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ff-holdings-'));
+  const db = openNodeDb(dir);
+  t.after(() => {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const mirror = new LibraryMirror(db);
+  const store = new ChunkStore(db, dir, false);
+  const chunks = [Buffer.from('first chunk'), Buffer.from('second chunk'), Buffer.from('third chunk')];
+  const hashes = chunks.map((c) => sha256(c));
+  const contentId = sha256(Buffer.concat(hashes));
+  const content = contentId.toString('hex');
+  mirror.apply([{ id: '1', version: '1', removed: false, path: 'a.wav', contentId, size: '33', status: 'OK', error: '', metadata: null, format: 'wav', root: 'music' }], 1);
+  const sent: Holdings[] = [];
+  const announcer = new HoldingsAnnouncer(mirror, store, (h) => (sent.push(h), true), () => '127.0.0.1:7422', createLogger('test', 'silent'), 5);
+  t.after(() => announcer.stop());
+  const settle = () => new Promise((r) => setTimeout(r, 30));
+
+  // The welcome's snapshot comes while the first sync has the entry but not yet its chunk list.
+  announcer.snapshot();
+  await settle();
+  assert.equal(sent.length, 1);
+  assert.deepEqual(sent[0].contents, [], 'nothing held yet');
+
+  mirror.putManifest(contentId, 33, chunks.map((c, i) => ({ hash: hashes[i], size: c.length })));
+  await store.putAsync(hashes[1], chunks[1]);
+  announcer.changed([{ content, index: 1 }]);
+  await settle();
+  const bitmap = sent.at(-1)!.contents.find((c) => c.contentId === content)?.bitmap;
+  assert.ok(bitmap, `the chunk that arrived is announced: ${JSON.stringify(sent.at(-1))}`);
+  assert.deepEqual([0, 1, 2].filter((i) => hasBit(Buffer.from(bitmap, 'base64'), i)), [1]);
+
+  for (const i of [0, 2]) {
+    await store.putAsync(hashes[i], chunks[i]);
+    announcer.changed([{ content, index: i }]);
+  }
+  await settle();
+  assert.deepEqual(sent.at(-1)!.contents, [{ contentId: content, complete: true }]);
 });

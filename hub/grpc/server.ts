@@ -122,7 +122,7 @@ export const MAX_SOURCES_CONTENTS = 4096;
 /** The hub's gRPC server: library deltas, manifests and chunks. */
 export class DataPlaneServer {
   private server?: Server;
-  readonly stats: ChunkServiceStats = { chunksSent: 0, bytesSent: 0, missing: 0, deflected: 0 };
+  readonly stats: ChunkServiceStats = { chunksSent: 0, bytesSent: 0, missing: 0, deflected: 0, resent: 0 };
   readonly uploadLimit?: TokenBucket;
   boundPort = 0;
   private statsTimer?: NodeJS.Timeout;
@@ -206,6 +206,7 @@ export class DataPlaneServer {
         uploadLimit: this.uploadLimit,
         transit: swarm ? (node, hashes) => swarm.transit(node, hashes) : undefined,
         elsewhere: swarm ? (node, hash) => swarm.elsewhere(node, hash) : undefined,
+        onResend: (r) => this.log.debug({ node: r.node, chunk: r.hash.toString('hex').slice(0, 16), urgent: r.urgent, firstSentMsAgo: r.firstSentMsAgo }, 'chunk sent again'),
       }),
     );
     this.boundPort = await new Promise<number>((resolve, reject) =>

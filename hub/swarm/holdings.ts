@@ -5,10 +5,21 @@ import type { ContentHolding } from '../../src/generated/firefly/v1/ContentHoldi
 import { setBit } from '../../src/transfer/chunk-bitmap.js';
 import type { ControlChannel, IncomingMessage } from '../control/channel.js';
 import type { NodeRegistry } from '../registry/registry.js';
-import type { TransitLog } from './transit.js';
+import { DeflectionLimiter, type TransitLog } from './transit.js';
 
-/** How long after the hub sent a chunk to a peer it still answers others `elsewhere` for it (the peer's holdings take ~0.2 s). */
-const DEFLECT_AFTER_SENT_MS = 2000;
+/**
+ * How long after the hub sent a chunk to a peer it still answers others `elsewhere` for
+ * it. The peer's holdings reach downloaders in well under a second on an idle machine,
+ * but seconds on a loaded one: a short window had the hub send chunks again whenever
+ * announcements lagged (5x the content in the 8-node benchmark).
+ */
+const DEFLECT_AFTER_SENT_MS = 10_000;
+/** `elsewhere` answers to one downloader for one chunk before the hub sends it anyway (DeflectionLimiter). */
+const MAX_DEFLECTIONS = 2;
+/** How long one picture of what is on its way to whom serves Library.Sources (ms). */
+const COMING_CACHE_MS = 200;
+/** Deflection counts are forgotten after this long (ms). */
+const DEFLECTIONS_KEPT_MS = 60_000;
 
 interface Held {
   complete: boolean;
@@ -35,6 +46,9 @@ export class HoldingsMap {
   /** Where each chunk of the contents asked about sits (content hex, index); content ids never change meaning, so this never goes stale. */
   private readonly chunkRefs = new Map<string, { content: string; index: number }[]>();
   private readonly chunkCounts = new Map<string, number>();
+  private readonly deflections = new DeflectionLimiter(MAX_DEFLECTIONS, DEFLECTIONS_KEPT_MS);
+  private purgeTimer?: NodeJS.Timeout;
+  private coming?: { at: number; map: Map<string, Map<string, Buffer>> };
 
   constructor(
     private readonly channel: ControlChannel,
@@ -51,12 +65,16 @@ export class HoldingsMap {
 
   async start(): Promise<void> {
     await this.transit.start();
+    this.purgeTimer = setInterval(() => this.deflections.purge(), DEFLECTIONS_KEPT_MS);
+    this.purgeTimer.unref();
     this.registry.on('offline', this.onOffline);
     await this.channel.handle(this.channel.topics.anyNode('holdings'), (m) => this.onHoldings(m));
   }
 
   async stop(): Promise<void> {
     this.registry.off('offline', this.onOffline);
+    clearInterval(this.purgeTimer);
+    this.deflections.clear();
     this.nodes.clear();
     await this.transit.stop();
   }
@@ -85,9 +103,10 @@ export class HoldingsMap {
    * that peer once it arrives (super-seeding: each chunk leaves the hub about once).
    */
   elsewhere(requester: string, hash: Buffer): boolean {
+    const key = hash.toString('hex');
     // A node not announced yet counts too: a downloader that names itself always serves, and announces once its control plane is up.
-    // Only while it is being sent or just arrived: a requester still asking later evidently cannot use that peer.
-    return this.transit.comingTo(hash.toString('hex'), DEFLECT_AFTER_SENT_MS).some((uuid) => uuid !== requester && (this.nodes.get(uuid)?.serve ?? true) !== null);
+    const holder = this.transit.comingTo(key, DEFLECT_AFTER_SENT_MS).some((uuid) => uuid !== requester && (this.nodes.get(uuid)?.serve ?? true) !== null);
+    return holder && this.deflections.take(requester, key);
   }
 
   /** What one node announced (tests and diagnostics). */
@@ -101,6 +120,7 @@ export class HoldingsMap {
     const chunks = this.catalogue.manifest(id)?.chunks;
     if (!chunks) return; // not (or no longer) in the library: nothing of it is sent
     this.chunkCounts.set(hex, chunks.length);
+    this.coming = undefined; // built without this content's chunks
     chunks.forEach((c, index) => {
       const key = c.hash.toString('hex');
       const refs = this.chunkRefs.get(key);
@@ -109,29 +129,37 @@ export class HoldingsMap {
     });
   }
 
-  /** The hub first, then every serving peer that holds or is about to hold a chunk of these contents. */
-  sources(contentIds: readonly Buffer[]): ChunkSourceInfo[] {
-    const out: ChunkSourceInfo[] = [{ hub: true, nodeUuid: '', address: '', holdings: [] }];
-    const asked = new Set<string>();
-    for (const id of contentIds) {
-      const hex = id.toString('hex');
-      asked.add(hex);
-      this.indexChunks(id, hex);
-    }
-    // What is on its way to whom, per content: from the (short) transit log, not from every chunk.
-    const coming = new Map<string, Map<string, Buffer>>();
+  /**
+   * What is on its way to whom, per content (node uuid → content hex → bitmap), from the
+   * transit log. Every downloader asks several times a second and the log holds every
+   * chunk sent in the last seconds, so the answer is built at most every
+   * COMING_CACHE_MS and shared: on a busy hub rebuilding it per call cost more CPU
+   * than serving the chunks.
+   */
+  private comingByNode(): Map<string, Map<string, Buffer>> {
+    const now = Date.now();
+    if (this.coming && now - this.coming.at < COMING_CACHE_MS) return this.coming.map;
+    const map = new Map<string, Map<string, Buffer>>();
     for (const [hash, to] of this.transit.active()) {
       for (const ref of this.chunkRefs.get(hash) ?? []) {
-        if (!asked.has(ref.content)) continue;
         for (const uuid of to) {
-          let perContent = coming.get(uuid);
-          if (!perContent) coming.set(uuid, (perContent = new Map()));
+          let perContent = map.get(uuid);
+          if (!perContent) map.set(uuid, (perContent = new Map()));
           let bitmap = perContent.get(ref.content);
           if (!bitmap) perContent.set(ref.content, (bitmap = Buffer.alloc(((this.chunkCounts.get(ref.content) ?? 0) + 7) >> 3)));
           setBit(bitmap, ref.index);
         }
       }
     }
+    this.coming = { at: now, map };
+    return map;
+  }
+
+  /** The hub first, then every serving peer that holds or is about to hold a chunk of these contents. */
+  sources(contentIds: readonly Buffer[]): ChunkSourceInfo[] {
+    const out: ChunkSourceInfo[] = [{ hub: true, nodeUuid: '', address: '', holdings: [] }];
+    for (const id of contentIds) this.indexChunks(id, id.toString('hex'));
+    const coming = this.comingByNode();
     for (const [uuid, node] of this.nodes) {
       if (!node.serve) continue;
       const holdings: ContentHolding[] = [];

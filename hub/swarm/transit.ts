@@ -104,3 +104,40 @@ export class TransitLog {
     }
   }
 }
+
+/**
+ * How often the hub answered one downloader `elsewhere` for one chunk. A downloader told
+ * so `max` times gets the chunk from the hub the next time it asks: it evidently cannot
+ * reach (or does not trust) the peer that has it, and must not wait on it for ever.
+ * Counts are forgotten `keepMs` after the last deflection.
+ */
+export class DeflectionLimiter {
+  private readonly counts = new Map<string, { count: number; at: number }>();
+
+  constructor(
+    private readonly max: number,
+    private readonly keepMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** May the hub answer `elsewhere` to `node` for this chunk once more? Counts the answer if so. */
+  take(node: string, hashHex: string): boolean {
+    const key = `${node} ${hashHex}`;
+    const now = this.now();
+    const d = this.counts.get(key);
+    const count = d && d.at >= now - this.keepMs ? d.count : 0;
+    if (count >= this.max) return false;
+    this.counts.set(key, { count: count + 1, at: now });
+    return true;
+  }
+
+  /** Drops counts older than keepMs (call now and then). */
+  purge(): void {
+    const old = this.now() - this.keepMs;
+    for (const [k, d] of this.counts) if (d.at < old) this.counts.delete(k);
+  }
+
+  clear(): void {
+    this.counts.clear();
+  }
+}

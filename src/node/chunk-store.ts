@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
@@ -53,6 +53,8 @@ export class ChunkStore {
   private clock = 0;
   /** Since when (ms) writes fail for lack of space; undefined while they succeed. Reported in the heartbeat. */
   fullSince?: number;
+  /** Fan-out folders known to exist (putAsync makes each once). */
+  private readonly folders = new Set<string>();
 
   constructor(
     private readonly db: Db,
@@ -105,18 +107,13 @@ export class ChunkStore {
     return out;
   }
 
-  /** Verifies and keeps a chunk. Throws BadChunkError if the bytes do not match the hash. */
+  /** Verifies and keeps a chunk. Throws BadChunkError if the bytes do not match the hash, StoreFullError when the disk is full. */
   put(hash: Buffer, data: Uint8Array): void {
-    const actual = sha256(data);
-    if (!actual.equals(hash)) throw new BadChunkError(hash, actual);
-    if (this.has(hash)) {
-      this.touch([hash]);
-      return;
-    }
-    const final = this.pathOf(hash);
-    mkdirSync(join(final, '..'), { recursive: true });
-    const tmp = join(this.tmp, `${hash.toString('hex')}.${randomBytes(4).toString('hex')}`);
+    const place = this.placeFor(hash, data);
+    if (!place) return;
+    const { final, tmp } = place;
     try {
+      mkdirSync(join(final, '..'), { recursive: true });
       const fd = openSync(tmp, 'w');
       try {
         let off = 0;
@@ -127,19 +124,77 @@ export class ChunkStore {
       }
       renameSync(tmp, final);
       // Only now, with the whole chunk in place, does the index name it.
-      cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, data.length, this.tick());
+      this.index(hash, data.length);
     } catch (err) {
-      // A partial temporary file is never renamed; one renamed but not indexed is an orphan no read can reach.
       rmSync(tmp, { force: true });
-      if (!isDiskFull(err)) throw err;
-      const full = new StoreFullError(err as Error);
-      if (this.fullSince === undefined) {
-        this.fullSince = Date.now();
-        this.onFull(full);
-      }
-      throw full;
+      throw this.writeFailed(err);
     }
     this.fullSince = undefined;
+  }
+
+  /**
+   * As `put`, with the file written, fsynced and renamed off the event loop. A node
+   * fetching from the swarm uses this: under a busy disk each fsync takes milliseconds
+   * to tens of milliseconds, and a synchronous one stops the whole process meanwhile
+   * (no chunk served to peers, no stream read). Rejects with BadChunkError when the bytes
+   * do not match the hash, StoreFullError when the disk is full; the chunk counts as held
+   * once the promise resolves.
+   */
+  async putAsync(hash: Buffer, data: Uint8Array): Promise<void> {
+    const place = this.placeFor(hash, data);
+    if (!place) return;
+    const { final, tmp } = place;
+    try {
+      const fanout = join(final, '..');
+      if (!this.folders.has(fanout)) {
+        await mkdir(fanout, { recursive: true });
+        this.folders.add(fanout);
+      }
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.writeFile(data);
+        if (this.fsync) await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, final);
+      this.index(hash, data.length);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw this.writeFailed(err);
+    }
+    this.fullSince = undefined;
+  }
+
+  /** Verifies a chunk about to be kept: where it goes, or undefined when it is held already (then marked used). */
+  private placeFor(hash: Buffer, data: Uint8Array): { final: string; tmp: string } | undefined {
+    const actual = sha256(data);
+    if (!actual.equals(hash)) throw new BadChunkError(hash, actual);
+    if (this.has(hash)) {
+      this.touch([hash]);
+      return undefined;
+    }
+    return { final: this.pathOf(hash), tmp: join(this.tmp, `${hash.toString('hex')}.${randomBytes(4).toString('hex')}`) };
+  }
+
+  /** A chunk renamed into place counts as held from now on. */
+  private index(hash: Buffer, size: number): void {
+    cached(this.db, 'INSERT OR REPLACE INTO chunks (hash, size, last_used) VALUES (?, ?, ?)').run(hash, size, this.tick());
+  }
+
+  /**
+   * A write that failed (its partial temporary file already removed: never renamed, so
+   * never indexed; one renamed but not indexed is an orphan no read can reach). A full
+   * disk becomes StoreFullError, reported once until a write succeeds again.
+   */
+  private writeFailed(err: unknown): Error {
+    if (!isDiskFull(err)) return err as Error;
+    const full = new StoreFullError(err as Error);
+    if (this.fullSince === undefined) {
+      this.fullSince = Date.now();
+      this.onFull(full);
+    }
+    return full;
   }
 
   /** The chunk's bytes, verified; undefined if absent or found damaged (then it is dropped). Marks it used. */

@@ -31,7 +31,8 @@ export class HoldingsAnnouncer {
     /** HOST:PORT peers fetch from, or null while the node does not serve. */
     private readonly serve: () => string | null,
     private readonly log: Logger,
-    private readonly debounceMs = 150,
+    /** Short: a peer can serve a chunk only once the hub knows it holds it. */
+    private readonly debounceMs = 50,
   ) {}
 
   /** These chunks arrived. */
@@ -72,7 +73,11 @@ export class HoldingsAnnouncer {
   holdingOf(contentHex: string): ContentHolding {
     let known = this.bitmaps.get(contentHex);
     if (!known) {
-      const chunks = this.mirror.manifest(Buffer.from(contentHex, 'hex'))?.chunks ?? [];
+      const chunks = this.mirror.manifest(Buffer.from(contentHex, 'hex'))?.chunks;
+      // No chunk list yet (a welcome during the first sync): nothing held, and nothing to
+      // cache. A zero-length bitmap kept here would swallow every chunk that arrives later,
+      // and the hub would never learn this node holds them.
+      if (!chunks) return { contentId: contentHex };
       known = { bitmap: bitmapOf(chunks.length, (i) => this.store.has(chunks[i].hash)), count: chunks.length };
       this.bitmaps.set(contentHex, known);
     }

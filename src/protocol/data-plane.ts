@@ -27,12 +27,19 @@ export function dataPlane(): ProtoGrpcType {
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
+/** Receive window (per connection and per stream) for data-plane clients. */
+const FLOW_CONTROL_WINDOW_BYTES = 4 * 1024 * 1024;
+
 export function channelOptions(maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES): ChannelOptions {
   return {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
     'grpc.keepalive_time_ms': 20_000,
     'grpc.keepalive_timeout_ms': 10_000,
+    // HTTP/2's default receive window (64 KiB per connection) lets a sender have only one
+    // small chunk on the way at a time: a downloader busy for a few milliseconds stalls
+    // every stream from that source. Chunk streams need room for several chunks in flight.
+    'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
   };
 }
 

@@ -26,6 +26,16 @@ export interface ChunkServiceStats {
   missing: number;
   /** Chunks answered `elsewhere` (hub): on their way to a peer already. */
   deflected: number;
+  /** Hub: chunks sent again after they had already been sent to some node (the swarm's waste). */
+  resent?: number;
+}
+
+/** A chunk the hub sent again: to whom, whether the call was urgent, and how long after it first left. */
+export interface Resend {
+  node: string;
+  hash: Buffer;
+  urgent: boolean;
+  firstSentMsAgo: number;
 }
 
 /** One Fetch call as the hub's transit log sees it: which chunks go to which node. */
@@ -46,6 +56,8 @@ export interface ChunkServiceOptions {
   elsewhere?: (node: string, hash: Buffer) => boolean;
   /** Tests only (node flag --sim-corrupt-serving): flip one byte of every chunk served. */
   corrupt?: boolean;
+  /** Hub: told of every chunk sent again (counted in stats.resent): the instrument for a swarm that wastes the uplink. */
+  onResend?: (resend: Resend) => void;
 }
 
 /**
@@ -55,6 +67,8 @@ export interface ChunkServiceOptions {
  * share of the bucket before it is written.
  */
 export function chunkService(source: ChunkSource, stats: ChunkServiceStats, options: ChunkServiceOptions = {}): ChunksHandlers {
+  /** When each chunk first left (hub only: named downloaders). */
+  const firstSent = options.transit ? new Map<string, number>() : undefined;
   return {
     Fetch(call: ServerWritableStream<FetchRequest__Output, ChunkData>) {
       const hashes = call.request.hashes ?? [];
@@ -99,6 +113,15 @@ export function chunkService(source: ChunkSource, stats: ChunkServiceStats, opti
             stats.chunksSent++;
             stats.bytesSent += data.length;
             transit?.sent(hash);
+            if (firstSent && named) {
+              const key = hash.toString('hex');
+              const first = firstSent.get(key);
+              if (first === undefined) firstSent.set(key, Date.now());
+              else {
+                stats.resent = (stats.resent ?? 0) + 1;
+                options.onResend?.({ node: named, hash, urgent, firstSentMsAgo: Date.now() - first });
+              }
+            }
           } else stats.missing++;
           if (!call.write(msg)) await Promise.race([once(call, 'drain'), once(call, 'cancelled'), once(call, 'close')]);
         }

@@ -66,13 +66,33 @@ export interface SwarmOptions {
   elsewhereRetryMs: number;
   /** How often holdings are asked for again while fetching (ms). */
   refreshMs: number;
+  /**
+   * Playback order: the same, faster. Every member of a group wants the same few chunks
+   * at once; the sooner a downloader hears that a peer got one, the sooner it takes it
+   * from that peer instead of waiting or asking the hub (one track's holdings: cheap).
+   */
+  playbackRefreshMs: number;
+  playbackElsewhereRetryMs: number;
   /** Failed tries (errors, bad bytes) of one chunk before this fetch gives up on it. */
   maxAttempts: number;
   /** Bad chunks from one source before it is ignored. */
   banAfterBadChunks: number;
   banMs: number;
-  /** Sequential order: the next this many chunks may come from the hub even when peers hold them. */
-  urgentChunks: number;
+  /**
+   * Sequential order: the first this many bytes still wanted (the beginning playback
+   * waits for) are asked of the hub as urgent — it must not answer `elsewhere` — unless a
+   * peer already holds them. Past them a chunk comes from the hub only when no peer holds
+   * it or is being sent it, so the rest of a track every member plays leaves the hub about
+   * once too.
+   */
+  urgentBytes: number;
+  /**
+   * Sequential order, past the beginning: one of the next `frontierChunks` still missing
+   * that has waited this long (ms) for a peer becomes urgent, so a peer slow to deliver
+   * never leaves playback without audio; the hub may then send it a second time.
+   */
+  frontierWaitMs: number;
+  frontierChunks: number;
   /** A call gets at least this long, and several times its expected duration (ms). */
   minCallMs: number;
   /** Give up on what is left when nothing arrived for this long (ms). */
@@ -86,13 +106,23 @@ export const DEFAULT_SWARM: Omit<SwarmOptions, 'self'> = {
   peerChunksPerCall: 4,
   elsewhereRetryMs: 1500,
   refreshMs: 400,
+  playbackRefreshMs: 150,
+  playbackElsewhereRetryMs: 500,
   maxAttempts: 8,
   banAfterBadChunks: 2,
   banMs: 10 * 60_000,
-  urgentChunks: 8,
+  urgentBytes: 1024 * 1024,
+  frontierWaitMs: 1500,
+  frontierChunks: 2,
   minCallMs: 8000,
   stallMs: 60_000,
 };
+
+/** Consecutive failed calls after which a peer no longer counts as covering a chunk. */
+const UNRELIABLE_AFTER_FAILURES = 3;
+
+/** How often a running fetch logs where it stands (debug level). */
+const PROGRESS_LOG_MS = 1000;
 
 export function emptySwarmStats(): SwarmStats {
   return { bytesReceived: 0, chunksStored: 0, chunksRejected: 0, missing: 0, bytesFromHub: 0, bytesFromPeers: 0, sourcesBanned: 0, deflected: 0 };
@@ -161,6 +191,12 @@ interface Want {
   rank: number;
   /** A usable peer holds it or is being sent it (as of the last refresh): the hub need not send it. */
   covered: boolean;
+  /** A usable peer holds it now (as of the last refresh). */
+  peerHas: boolean;
+  /** Sequential order: within the first urgentBytes still wanted. */
+  head: boolean;
+  /** Sequential order: when (ms) the chunk became one of the next frontierChunks still missing; 0: not yet. */
+  frontierAt: number;
 }
 
 /**
@@ -212,10 +248,16 @@ export class SwarmFetcher {
         const key = c.hash.toString('hex');
         const w = wants.get(key);
         if (w) w.refs.push({ content, index });
-        else wants.set(key, { hash: c.hash, key, size: c.size, pos: pos++, refs: [{ content, index }], attempts: 0, excluded: new Set(), inFlight: false, done: false, hubNotBefore: 0, salt: randomInt(1 << 30), rank: 0, covered: false });
+        else wants.set(key, { hash: c.hash, key, size: c.size, pos: pos++, refs: [{ content, index }], attempts: 0, excluded: new Set(), inFlight: false, done: false, hubNotBefore: 0, salt: randomInt(1 << 30), rank: 0, covered: false, peerHas: false, head: false, frontierAt: 0 });
       });
     }
     for (const w of wants.values()) if (this.store.has(w.hash)) wants.delete(w.key);
+    let headBytes = 0;
+    for (const w of wants.values()) {
+      if (headBytes >= this.options.urgentBytes) break;
+      w.head = true;
+      headBytes += w.size;
+    }
     const failed: Buffer[] = [];
     if (wants.size === 0) return { failed, stats };
     const job = new FetchJob(this, wants, opts.order, stats, failed);
@@ -323,6 +365,7 @@ class FetchJob {
 
   async run(): Promise<void> {
     const o = this.f.opts;
+    const refreshMs = this.mode === 'sequential' ? o.playbackRefreshMs : o.refreshMs;
     let refreshing: Promise<void> | undefined;
     let lastRefresh = 0;
     const refresh = () => {
@@ -340,10 +383,11 @@ class FetchJob {
       return refreshing;
     };
     await refresh();
+    const progress = setInterval(() => this.logProgress(), PROGRESS_LOG_MS);
     const ticker = setInterval(() => {
-      if (!refreshing && Date.now() - lastRefresh >= o.refreshMs) void refresh();
+      if (!refreshing && Date.now() - lastRefresh >= refreshMs) void refresh();
       else this.kick();
-    }, Math.min(o.refreshMs, 250));
+    }, Math.min(refreshMs, 250));
     try {
       while (this.remaining() > 0) {
         this.schedule();
@@ -356,9 +400,50 @@ class FetchJob {
         await new Promise<void>((r) => (this.wake = r));
       }
     } finally {
+      clearInterval(progress);
       clearInterval(ticker);
       await refreshing;
     }
+  }
+
+  /**
+   * Where the fetch stands (debug): what is left, what each kind of source could be asked
+   * for right now, what waits on a peer that is still receiving it, and calls in flight.
+   * The instrument for a swarm that idles: it tells a hub that is not asked apart from
+   * peers that are not known to hold anything yet.
+   */
+  private logProgress(): void {
+    const log = this.f.logger;
+    if (!log.isLevelEnabled('debug')) return;
+    const now = Date.now();
+    const sources = this.f.allSources();
+    const peers = sources.filter((s) => !s.hub && s.usable(now));
+    let inFlight = 0;
+    let fromHub = 0;
+    let fromPeer = 0;
+    let waitingOnPeer = 0;
+    let deflected = 0;
+    for (const w of this.wants.values()) {
+      if (w.inFlight) {
+        inFlight++;
+        continue;
+      }
+      if (peers.some((p) => !w.excluded.has(p.key) && holdingOf(p, w) === 'have')) fromPeer++;
+      else if (w.covered) waitingOnPeer++;
+      else if (w.hubNotBefore > now) deflected++;
+      else fromHub++;
+    }
+    log.debug(
+      {
+        remaining: this.wants.size,
+        stored: this.stats.chunksStored,
+        inFlight,
+        ready: { fromPeer, fromHub, waitingOnPeer, deflected },
+        calls: { hub: this.f.hubSource().inFlight, peers: peers.reduce((n, p) => n + p.inFlight, 0), peersKnown: peers.length },
+        bytes: { hub: this.stats.bytesFromHub, peers: this.stats.bytesFromPeers },
+      },
+      'swarm progress',
+    );
   }
 
   /** Orders the wanted chunks: by position, or rarest first (random among equals). */
@@ -366,7 +451,9 @@ class FetchJob {
     const now = Date.now();
     const peers = this.f.allSources().filter((s) => !s.hub && s.usable(now));
     for (const w of this.wants.values()) {
-      w.covered = this.f.opts.peers && this.peerCovers(w, now);
+      const cover = this.f.opts.peers ? this.peerCover(w, now) : 'no';
+      w.covered = cover !== 'no';
+      w.peerHas = cover === 'have';
       if (this.mode === 'sequential') w.rank = w.pos;
       else {
         let holders = 1; // the hub
@@ -386,16 +473,23 @@ class FetchJob {
     }
   }
 
-  /** Would a usable peer deliver this chunk (now, or once the hub's copy reaches it)? Then the hub need not send it again. */
-  private peerCovers(w: Want, now: number): boolean {
-    const hub = this.f.hubSource();
+  /**
+   * Would a peer deliver this chunk (now, or once the hub's copy reaches it)? Then the hub
+   * need not send it again. A peer counts while the hub lists it (online), unless this
+   * fetch banned it, it failed this very chunk, or its calls keep failing: a peer that is
+   * merely busy, slow or briefly backed off still delivers, and counting it out would have
+   * the capped hub send the chunk a second time.
+   */
+  private peerCover(w: Want, now: number): Holding {
+    let best: Holding = 'no';
     for (const s of this.f.allSources()) {
-      if (s.hub || !s.usable(now) || w.excluded.has(s.key)) continue;
-      // A peer far slower than the hub (measured per call, as the hub is) does not count.
-      if (s.bps !== undefined && hub.bps !== undefined && s.bps < hub.bps / 16) continue;
-      if (holdingOf(s, w) !== 'no') return true;
+      if (s.hub || s.bannedUntil > now || s.failures >= UNRELIABLE_AFTER_FAILURES || w.excluded.has(s.key)) continue;
+      const h = holdingOf(s, w);
+      // Held by a peer that cannot be asked this moment (backed off): it will deliver, later.
+      if (h === 'have' && s.usable(now)) return h;
+      if (h !== 'no') best = 'coming';
     }
-    return false;
+    return best;
   }
 
   private schedule(): void {
@@ -411,15 +505,18 @@ class FetchJob {
       if (list.length > 64 && list.length > 2 * this.wants.size) this.candidates.set(s.key, (list = list.filter((w) => !w.done)));
       while (s.inFlight < o.callsPerSource) {
         const batch: Want[] = [];
-        let pending = 0;
         let urgentBatch = false;
+        let pending = 0;
         const size = s.hub ? o.chunksPerCall : o.peerChunksPerCall;
         for (const w of list) {
           if (w.done) continue;
-          pending++;
+          if (s.hub && this.mode === 'sequential' && pending++ < o.frontierChunks && w.frontierAt === 0) w.frontierAt = now;
           if (w.inFlight || w.excluded.has(s.key)) continue;
           if (s.hub && o.peers) {
-            const urgent = this.mode === 'sequential' && pending <= o.urgentChunks;
+            // Playback order: the beginning is needed now, and so is a next chunk a peer has been slow to deliver;
+            // a peer that holds it is faster than the hub's uplink.
+            const stalled = w.frontierAt > 0 && now - w.frontierAt > o.frontierWaitMs;
+            const urgent = this.mode === 'sequential' && (w.head || stalled) && !w.peerHas;
             if (!urgent && (w.hubNotBefore > now || w.covered)) continue;
             urgentBatch ||= urgent;
           }
@@ -458,16 +555,50 @@ class FetchJob {
     let received = 0;
     let firstByteMs: number | undefined;
     let bad = false;
+    /** Chunks being written to the store: the call counts as in flight until they are. */
+    const writes: Promise<void>[] = [];
+    let storeError: Error | undefined;
+    const keep = (w: Want, data: Buffer) =>
+      store.putAsync(w.hash, data).then(
+        () => {
+          if (w.done) return;
+          this.stats.chunksStored++;
+          if (s.hub) this.stats.bytesFromHub += data.length;
+          else this.stats.bytesFromPeers += data.length;
+          w.done = true;
+          this.wants.delete(w.key);
+          this.lastProgress = Date.now();
+          this.f.storedHook(w.refs);
+          this.kick();
+        },
+        (err: Error) => {
+          if (!(err instanceof BadChunkError)) {
+            storeError ??= err;
+            return;
+          }
+          this.stats.chunksRejected++;
+          w.attempts++;
+          // The hub is the library's authority (it verifies what it sends): damage on the way is retried there.
+          if (s.hub) {
+            log.warn({ err: err.message }, 'the hub sent a damaged chunk; asking again');
+            return;
+          }
+          w.excluded.add(s.key);
+          bad = true;
+          this.penalise(s, err);
+        },
+      );
     void (async () => {
       let error: (Error & { code?: number }) | undefined;
       try {
         for await (const msg of call as AsyncIterable<ChunkData__Output>) {
           firstByteMs ??= performance.now() - started;
+          if (bad && s.bannedUntil > Date.now()) break;
           const w = byKey.get(msg.hash.toString('hex'));
           if (!w || w.done) continue;
           if (msg.elsewhere) {
             // Another node is getting it from the hub: take it from that peer once it has it.
-            w.hubNotBefore = Date.now() + o.elsewhereRetryMs;
+            w.hubNotBefore = Date.now() + (this.mode === 'sequential' ? o.playbackElsewhereRetryMs : o.elsewhereRetryMs);
             this.stats.deflected++;
             continue;
           }
@@ -479,38 +610,18 @@ class FetchJob {
           }
           this.stats.bytesReceived += msg.data.length;
           received += msg.data.length;
-          try {
-            store.put(w.hash, msg.data);
-          } catch (err) {
-            if (!(err instanceof BadChunkError)) throw err;
-            this.stats.chunksRejected++;
-            w.attempts++;
-            // The hub is the library's authority (it verifies what it sends): damage on the way is retried there.
-            if (s.hub) {
-              this.f.logger.warn({ err: err.message }, 'the hub sent a damaged chunk; asking again');
-              continue;
-            }
-            w.excluded.add(s.key);
-            bad = true;
-            this.penalise(s, err);
-            if (s.bannedUntil > Date.now()) break;
-            continue;
-          }
-          this.stats.chunksStored++;
-          if (s.hub) this.stats.bytesFromHub += msg.data.length;
-          else this.stats.bytesFromPeers += msg.data.length;
-          w.done = true;
-          this.wants.delete(w.key);
-          this.lastProgress = Date.now();
-          this.f.storedHook(w.refs);
+          writes.push(keep(w, msg.data));
         }
       } catch (err) {
         error = err as Error & { code?: number };
       }
+      const ms = performance.now() - started;
+      // The call's slot is free as soon as its stream ended: the source can be asked again
+      // while the chunks are still being written (an fsync can take tens of milliseconds,
+      // and holding the slot that long left a capped hub idle between calls).
       s.calls.delete(call);
       if (bad && s.bannedUntil > Date.now()) call.cancel();
       s.inFlight--;
-      const ms = performance.now() - started;
       if (received > 0) s.measure(received, ms, firstByteMs);
       if (error && error.code !== status.CANCELLED) {
         s.failures++;
@@ -523,6 +634,15 @@ class FetchJob {
         }
         log.debug({ source: s.key, address: s.address || 'hub', err: error.message, failures: s.failures }, 'chunk source failed; trying elsewhere');
       } else if (!error && received > 0) s.failures = 0;
+      this.kick();
+      await Promise.all(writes);
+      if (storeError) {
+        // A store failure (disk full…): give up on this batch, the sync reports it.
+        log.error({ err: storeError.message }, 'storing a fetched chunk failed');
+        for (const w of batch) if (!w.done) this.fail(w);
+        this.kick();
+        return;
+      }
       for (const w of batch) {
         if (w.done) continue;
         w.inFlight = false;
@@ -533,14 +653,7 @@ class FetchJob {
         }
       }
       this.kick();
-    })().catch((err: Error) => {
-      // A store failure (disk full…): give up on this batch, the sync reports it.
-      s.calls.delete(call);
-      s.inFlight--;
-      log.error({ err: err.message }, 'storing a fetched chunk failed');
-      for (const w of batch) if (!w.done) this.fail(w);
-      this.kick();
-    });
+    })();
   }
 
   private penalise(s: Source, err: BadChunkError): void {

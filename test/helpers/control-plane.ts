@@ -8,10 +8,8 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { connectBroker, endClient, publish, subscribe, whenConnected, type MqttClient } from '../../src/protocol/mqtt-client.js';
-import { encode } from '../../src/protocol/schemas.js';
-import type { CommandReply } from '../../src/protocol/schemas.js';
-import { Topics } from '../../src/protocol/topics.js';
-import type { CommandName } from '../../src/protocol/topics.js';
+import { encode, type CommandReply } from '../../src/protocol/schemas.js';
+import { Topics, type CommandName } from '../../src/protocol/topics.js';
 import { firefly, freePort, freeUdpPort, tempDir, waitFor, type FireflyProcess } from './processes.js';
 
 const run = promisify(execFile);
@@ -173,15 +171,15 @@ export class Observer {
     );
   }
 
-  /** Sends a command to the hub with a replyTo and waits for the reply; throws when the hub refuses it. */
-  async command(name: CommandName, body: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
+  /** Sends a command to the hub as any MQTT client would, and returns its result (throws if refused). */
+  async command<T = unknown>(name: CommandName, body: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
     const id = randomBytes(4).toString('hex');
     const replyTo = this.topics.reply(`test-${id}`);
     await this.subscribe(replyTo);
     await this.publish(this.topics.command(name), { ...body, id, replyTo });
     const reply = await this.waitFor<CommandReply>(`reply to ${name}`, replyTo, () => true, timeoutMs);
     if (!reply.ok) throw new Error(`${name} refused: ${reply.error?.message}`);
-    return reply.result;
+    return reply.result as T;
   }
 
   async close(): Promise<void> {
