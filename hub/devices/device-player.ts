@@ -163,7 +163,10 @@ export class DevicePlayer {
       return true;
     }).then(
       (ok) => {
-        if (ok && this.session === s) this.host.playerEvent({ event: 'ready', session: id });
+        // The speaker's start delay (plus the lead its play request is planned with) is
+        // its output delay: the coordinator starts the group that much later, so the
+        // speaker can be told early enough to sound together with the native nodes.
+        if (ok && this.session === s) this.host.playerEvent({ event: 'ready', session: id, outputDelayMs: Math.min(10_000, Math.round(s.assumedDelayMs + this.options.leadMs)) });
         return ok === true;
       },
       (err: Error) => {
