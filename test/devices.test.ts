@@ -66,19 +66,7 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
       const g = observer.last<GroupState>(topic);
       return g ? JSON.stringify({ playback: g.playback.state, anchor: g.playback.anchor, errors: g.errors.slice(-3), members: g.members.map((m) => [m.name, m.online]) }) : 'none';
     };
-    return waitFor(
-      what,
-      () => {
-        for (const m of observer.messages.slice(since)) {
-          if (m.topic !== topic || m.payload.length === 0) continue;
-          const g = JSON.parse(m.payload.toString()) as GroupState;
-          if (match(g)) return g;
-        }
-        return undefined;
-      },
-      timeoutMs,
-      20,
-    ).catch((err: Error) => {
+    return observer.after<GroupState>(since, topic, what, match, timeoutMs).catch((err: Error) => {
       throw new Error(`${err.message}; the group's last state: ${last()}`);
     });
   }

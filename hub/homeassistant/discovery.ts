@@ -101,6 +101,26 @@ export function hubDevice(ctx: DiscoveryContext, hubName: string): DeviceConfig 
   };
 }
 
+/** The volume of a group or node: a 0–100 slider sending `{"volume": n}` to its …/set topic. */
+function volumeSlider(id: string, set: string, state: string, common: Record<string, unknown>): Component {
+  return {
+    p: 'number',
+    name: 'Volume',
+    unique_id: `${id}_volume`,
+    command_topic: set,
+    command_template: '{"volume": {{ value | int }}}',
+    state_topic: state,
+    value_template: '{{ value_json.volume }}',
+    min: 0,
+    max: 100,
+    step: 1,
+    mode: 'slider',
+    unit_of_measurement: '%',
+    icon: 'mdi:volume-high',
+    ...common,
+  };
+}
+
 const BUTTONS = [
   ['play', 'Play', 'mdi:play'],
   ['pause', 'Pause', 'mdi:pause'],
@@ -121,22 +141,7 @@ export function groupDevice(ctx: DiscoveryContext, group: GroupState, playlistNa
   for (const [action, name, icon] of BUTTONS) {
     cmps[action] = { p: 'button', name, unique_id: `${id}_${action}`, command_topic: set, payload_press: action, icon, ...common };
   }
-  cmps.volume = {
-    p: 'number',
-    name: 'Volume',
-    unique_id: `${id}_volume`,
-    command_topic: set,
-    command_template: '{"volume": {{ value | int }}}',
-    state_topic: state,
-    value_template: '{{ value_json.volume }}',
-    min: 0,
-    max: 100,
-    step: 1,
-    mode: 'slider',
-    unit_of_measurement: '%',
-    icon: 'mdi:volume-high',
-    ...common,
-  };
+  cmps.volume = volumeSlider(id, set, state, common);
   cmps.mute = {
     p: 'switch',
     name: 'Mute',
@@ -253,22 +258,7 @@ export function nodeDevice(ctx: DiscoveryContext, node: NodeInfo, groupNames: st
     dev: { ids: [id], name: node.name, mf: 'Firefly', mdl: 'Node', sw: ctx.software, via_device: hubObjectId(t) },
     o: origin(ctx),
     cmps: {
-      volume: {
-        p: 'number',
-        name: 'Volume',
-        unique_id: `${id}_volume`,
-        command_topic: set,
-        command_template: '{"volume": {{ value | int }}}',
-        state_topic: state,
-        value_template: '{{ value_json.volume }}',
-        min: 0,
-        max: 100,
-        step: 1,
-        mode: 'slider',
-        unit_of_measurement: '%',
-        icon: 'mdi:volume-high',
-        ...common,
-      },
+      volume: volumeSlider(id, set, state, common),
       mute: {
         p: 'switch',
         name: 'Mute',

@@ -7,6 +7,7 @@ import { REPEAT_MODES } from '../../src/protocol/schemas.js';
 import type { CommandName } from '../../src/protocol/topics.js';
 import type { EntryRow } from '../library/catalogue.js';
 import type { Hub } from '../hub.js';
+import type { ApiEntry } from './api-types.js';
 import { ApiError } from './errors.js';
 import type { LiveEvents } from './events.js';
 import { storeUpload, type StoredUpload } from './uploads.js';
@@ -26,25 +27,6 @@ const entryParams = z.strictObject({ entryId: id });
 const itemParams = z.strictObject({ groupId: id, itemId: id });
 const name = z.string().min(1).max(64);
 const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp', 'image/bmp']);
-
-/** A library entry as the API shows it. */
-export interface ApiEntry {
-  entryId: number;
-  path: string;
-  status: string;
-  error: string | null;
-  format: string | null;
-  size: number;
-  title: string | null;
-  artist: string | null;
-  album: string | null;
-  albumArtist: string | null;
-  trackNo: number | null;
-  discNo: number | null;
-  year: number | null;
-  durationMs: number | null;
-  cover: boolean;
-}
 
 export function apiEntry(e: EntryRow): ApiEntry {
   const m = e.metadata;

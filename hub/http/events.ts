@@ -2,19 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../../src/log.js';
 import { heartbeatSchema, parsePayload, playlistListSchema } from '../../src/protocol/schemas.js';
 import type { Hub } from '../hub.js';
+import type { UploadStatus } from './api-types.js';
 
-/** One upload as the page follows it: stored, then indexed (or failed with the indexer's reason). */
-export interface UploadStatus {
-  uploadId: number;
-  name: string;
-  /** Path inside the library folder. */
-  path: string;
-  size: number;
-  state: 'indexing' | 'indexed' | 'failed';
-  entryId: number | null;
-  error: string | null;
-  at: number;
-}
 
 /** A library scan: files done of files seen since the scan began. */
 export interface ScanStatus {

@@ -153,6 +153,28 @@ export class Observer {
     return this.json<T>(topic).at(-1);
   }
 
+  /** A mark: messages after it are the ones `after` looks at. */
+  mark(): number {
+    return this.messages.length;
+  }
+
+  /** The first JSON message on `topic` after the mark `since` that passes `match` (waits for it). */
+  after<T = Record<string, unknown>>(since: number, topic: string, what: string, match: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
+    return waitFor(
+      what,
+      () => {
+        for (const m of this.messages.slice(since)) {
+          if (m.topic !== topic || m.payload.length === 0) continue;
+          const v = JSON.parse(m.payload.toString()) as T;
+          if (match(v)) return v;
+        }
+        return undefined;
+      },
+      timeoutMs,
+      20,
+    );
+  }
+
   /** Waits for a JSON message on `topic` (seen already or to come) that passes `match`; the newest such message wins. */
   waitFor<T = Record<string, unknown>>(what: string, topic: string, match: (v: T, m: Received) => boolean = () => true, timeoutMs = 10_000): Promise<T> {
     return waitFor(

@@ -100,21 +100,7 @@ export function homeAssistantSuite(startBroker: () => Promise<BrokerAccess>): vo
   const mark = () => observer.messages.length;
 
   /** The first message on `topic` after `since` that passes `match`. */
-  function after_<T>(since: number, topic: string, what: string, match: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
-    return waitFor(
-      what,
-      () => {
-        for (const m of observer.messages.slice(since)) {
-          if (m.topic !== topic || m.payload.length === 0) continue;
-          const v = JSON.parse(m.payload.toString()) as T;
-          if (match(v)) return v;
-        }
-        return undefined;
-      },
-      timeoutMs,
-      20,
-    );
-  }
+  const after_ = <T,>(since: number, topic: string, what: string, match: (v: T) => boolean, timeoutMs = 60_000): Promise<T> => observer.after<T>(since, topic, what, match, timeoutMs);
 
   const stateAfter = (since: number, what: string, match: (g: GroupState) => boolean, timeoutMs?: number) => after_<GroupState>(since, t().groupState(groupId), what, match, timeoutMs);
 

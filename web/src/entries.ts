@@ -2,21 +2,8 @@ import { useEffect, useState } from 'preact/hooks';
 import { api } from './api';
 
 /** A library entry as GET /api/library returns it. */
-export interface Entry {
-  entryId: number;
-  path: string;
-  status: 'ok' | 'failed' | 'unsupported';
-  error: string | null;
-  format: string | null;
-  size: number;
-  title: string | null;
-  artist: string | null;
-  album: string | null;
-  albumArtist: string | null;
-  trackNo: number | null;
-  durationMs: number | null;
-  cover: boolean;
-}
+export type { ApiEntry as Entry } from '../../hub/http/api-types';
+import type { ApiEntry as Entry } from '../../hub/http/api-types';
 
 const cache = new Map<number, Entry | null>();
 const waiting = new Map<number, Promise<Entry | null>>();

@@ -14,15 +14,8 @@ export interface LibraryState {
   scan: ScanStatus;
 }
 
-export interface UploadStatus {
-  uploadId: number;
-  name: string;
-  path: string;
-  size: number;
-  state: 'indexing' | 'indexed' | 'failed';
-  entryId: number | null;
-  error: string | null;
-}
+export type { UploadStatus } from '../../hub/http/api-types';
+import type { UploadStatus } from '../../hub/http/api-types';
 
 export interface Beat {
   uuid: string;
