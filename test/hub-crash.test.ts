@@ -16,7 +16,7 @@ import { monotonicMs } from '../src/clock/local-clock.js';
 import type { GroupState } from '../src/protocol/schemas.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { agreement, framesOf, percentile, readMeasure, type MeasureRecord } from './helpers/measure.js';
+import { agreement, frameZeroMs, framesOf, percentile, readMeasure, type MeasureRecord } from './helpers/measure.js';
 import { cleanup, ctlLibrary, freePort, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
 
 const RATE = 48000;
@@ -135,9 +135,10 @@ describe('hub crash during playback (kill -9, 60 s away, restart on the same dat
     }
     // Gapless through the queue they were told: B's frame 0 follows A's last frame on time.
     for (const [i, r] of all.entries()) {
-      const b0 = framesOf(r, session, entries.get('b.flac')).get(0);
-      const c0 = framesOf(r, session, entries.get('c.flac')).get(0);
+      const b0 = frameZeroMs(r, session, entries.get('b.flac')!, RATE);
+      const c0 = frameZeroMs(r, session, entries.get('c.flac')!, RATE);
       assert.ok(b0 !== undefined && c0 !== undefined, `${nodes[i].name} did not go on into B and C without the hub`);
+      assert.ok(Math.abs(c0 - b0 - 25_000) < 0.5, `${nodes[i].name}: C starts ${(c0 - b0).toFixed(3)} ms after B, which lasts 25 s`);
     }
   });
 
@@ -150,7 +151,7 @@ describe('hub crash during playback (kill -9, 60 s away, restart on the same dat
 
     // The nodes report C, where they are: the hub follows them, same session, same timeline.
     const session = playing.playback.session!;
-    const c0 = (await records()).map((r) => framesOf(r, session, entries.get('c.flac')).get(0)!);
+    const c0 = (await records()).map((r) => frameZeroMs(r, session, entries.get('c.flac')!, RATE)!);
     const rejoined = await waitFor(
       'the group state after the nodes rejoined',
       () => {

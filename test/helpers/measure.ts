@@ -32,6 +32,18 @@ export function framesOf(records: readonly MeasureRecord[], session: string, ent
   return out;
 }
 
+/**
+ * When a track's frame 0 played (ms, true time), from its first recorded frame: a drift
+ * correction that drops a single frame can drop frame 0 itself, which then goes
+ * unrecorded. Undefined when the track has no frames, or they start later than frame 1.
+ */
+export function frameZeroMs(records: readonly MeasureRecord[], session: string, entryId: number, rate: number): number | undefined {
+  const frames = [...framesOf(records, session, entryId)].sort((x, y) => x[0] - y[0]);
+  if (frames.length === 0 || frames[0][0] > 1) return undefined;
+  const [frame, trueMs] = frames[0];
+  return trueMs - (frame * 1000) / rate;
+}
+
 export interface Agreement {
   /** Frames compared (present on every node, after the settle time). */
   compared: number;
