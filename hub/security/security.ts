@@ -49,6 +49,8 @@ export class HubSecurity {
           { token: admin, file: this.credentials.file },
           'credentials created. Controller token (shown once; keep it): use it with `firefly ctl --token` and to log in to the web page. Add nodes with `firefly ctl credentials add-node --data-dir <hub data folder>` (docs/security.md)',
         );
+        // The JSON line above is for logs and tests; a person starting the hub by hand reads stderr.
+        process.stderr.write(firstStartNotice(admin, this.credentials.file));
       }
     }
     log.info({ auth: on, reason, tls: Boolean(config.security.tls) }, on ? 'credentials required' : 'credentials not required');
@@ -98,4 +100,24 @@ export class HubSecurity {
       }),
     ];
   }
+}
+
+/** The plain-text notice of the first start's controller token, framed so a person notices it among JSON log lines. */
+export function firstStartNotice(token: string, file: string): string {
+  const rule = '='.repeat(72);
+  return [
+    '',
+    rule,
+    '  Firefly: credentials created (first start). Controller token, shown once:',
+    '',
+    `    ${token}`,
+    '',
+    '  Keep it: log in to the web page with it and use `firefly ctl --token <token>`.',
+    `  The secret it derives from is in ${file} (mode 0600).`,
+    '  Add nodes: firefly ctl credentials add-node --data-dir <hub data folder>',
+    '  (docs/security.md)',
+    rule,
+    '',
+    '',
+  ].join('\n');
 }
