@@ -161,7 +161,7 @@ export class Hub {
     this.http = new HttpServer({ host: config.http.host, port: config.http.port, https: security.tls }, log.child({ module: 'http' }));
     // Before any route plugin: the login and rate limit cover every route.
     installHttpAuth(this.http.app, { credentials: security.credentials, requestsPerSecond: security.authOn ? config.security.httpRequestsPerSecond : 0, secure: Boolean(security.tls), log: log.child({ module: 'http-auth' }) });
-    this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }), this.hubTime.now);
+    this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }), this.hubTime.now, security.streamSigner);
     this.http.use('web', webPlugin(this).plugin);
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(

@@ -4,6 +4,7 @@ import type { Logger } from '../../src/log.js';
 import { readPem, serverAuth, peerHost, type AccessToken } from '../../src/protocol/access.js';
 import { isLoopbackHost } from '../discovery/advertiser.js';
 import { Credentials, type Principal } from './credentials.js';
+import { StreamSigner } from './stream-urls.js';
 import { RateLimiter } from '../../src/transfer/rate-limit.js';
 import type { ServerInterceptor } from '@grpc/grpc-js';
 
@@ -33,6 +34,8 @@ export class HubSecurity {
   readonly credentials?: Credentials;
   readonly tls?: { cert: Buffer; key: Buffer };
   readonly grpcLimit: RateLimiter;
+  /** Present when auth is on: signs the audio stream URLs handed to Cast and Sonos devices. */
+  readonly streamSigner?: StreamSigner;
 
   constructor(
     readonly config: HubConfig,
@@ -42,6 +45,7 @@ export class HubSecurity {
     const { on, reason } = authRequired(config);
     if (on) {
       this.credentials = Credentials.inDataDir(dataDir);
+      this.streamSigner = new StreamSigner(this.credentials);
       if (this.credentials.created) {
         const admin = this.credentials.tokenFor('controller:admin');
         // Shown once: the file keeps only the secret, and this token is derived from it.
