@@ -99,7 +99,7 @@ export class Hub {
       elsewhere: (node, hash) => this.holdings.elsewhere(node, hash),
     });
 
-    this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port, now: () => this.hubTime.now() }, log.child({ module: 'clock' }));
+    this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port, now: () => this.hubTime.now(), secretFor: security.authOn ? (user) => security.clockSecret(user) : undefined }, log.child({ module: 'clock' }));
     this.db = openHubDb(dataDir);
     this.hubTime = HubTime.open(this.db, log.child({ module: 'clock' }));
     const mqtt = config.mqtt;

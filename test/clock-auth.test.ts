@@ -1,0 +1,175 @@
+/**
+ * The clock exchange with credentials on: the packet format (pure), the hub's UDP server
+ * in a real hub process with --auth on (answers only requests tagged with a live node's
+ * credential; limits each address), a real node process with its token syncing through
+ * it, and the node's side (the real ClockSync class over real UDP) against a fake hub
+ * that mixes spoofed replies (plain, wrongly tagged, tagged for another node) with good
+ * ones: only the good ones move the estimate. The cost of the tag is measured and printed.
+ */
+import { strict as assert } from 'node:assert';
+import { createSocket, type Socket } from 'node:dgram';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Credentials } from '../hub/security/credentials.js';
+import { monotonicMs, systemClock } from '../src/clock/local-clock.js';
+import { createLogger } from '../src/log.js';
+import { ClockSync } from '../src/node/clock-sync.js';
+import { CLOCK_PACKET_BYTES, clockTagValid, decodeClockPacket, encodeClockPacket, type ClockAuth } from '../src/protocol/clock-packet.js';
+import { makeTrack } from './helpers/audio.js';
+import { embeddedBroker, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
+import { cleanup, tempDir, waitFor } from './helpers/processes.js';
+
+const NODE: ClockAuth = { user: 'node:kitchen-1', secret: 'c2VjcmV0LW9mLXRoZS1raXRjaGVuLW5vZGUtMTIz' };
+
+async function udp(): Promise<{ socket: Socket; replies: Buffer[]; send: (b: Buffer, port: number) => void }> {
+  const socket = createSocket('udp4');
+  const replies: Buffer[] = [];
+  socket.on('message', (m) => replies.push(m));
+  await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
+  return { socket, replies, send: (b, port) => socket.send(b, port, '127.0.0.1') };
+}
+
+describe('clock packets: the authenticated form', () => {
+  it('round-trips, is as large as its reply, and any changed byte or other key fails the tag', () => {
+    const req = encodeClockPacket({ kind: 'request', seq: 7, t1: 1234.5, t2: 0, t3: 0 }, NODE);
+    assert.equal(req.length, CLOCK_PACKET_BYTES + 1 + NODE.user.length + 16);
+    const d = decodeClockPacket(req)!;
+    assert.deepEqual([d.kind, d.seq, d.t1, d.user], ['request', 7, 1234.5, NODE.user]);
+    assert.equal(clockTagValid(d, NODE.secret), true);
+    assert.equal(clockTagValid(d, `${NODE.secret}x`), false, 'another key');
+    const reply = encodeClockPacket({ kind: 'reply', seq: 7, t1: 1234.5, t2: 99, t3: 100 }, NODE);
+    assert.equal(reply.length, req.length, 'no amplification: a reply is as large as its request');
+    for (let i = 0; i < req.length; i++) {
+      const bad = Buffer.from(req);
+      bad[i] ^= 0x01;
+      const p = decodeClockPacket(bad);
+      assert.ok(p === undefined || !clockTagValid(p, NODE.secret), `byte ${i} changed and still valid`);
+    }
+    // The plain form still decodes (auth off), and carries no user.
+    const plain = decodeClockPacket(encodeClockPacket({ kind: 'request', seq: 1, t1: 1, t2: 0, t3: 0 }))!;
+    assert.equal(plain.user, undefined);
+    assert.equal(clockTagValid(plain, NODE.secret), false);
+    // Truncated, padded, zero-length user: refused.
+    assert.equal(decodeClockPacket(req.subarray(0, req.length - 1)), undefined);
+    assert.equal(decodeClockPacket(Buffer.concat([req, Buffer.alloc(1)])), undefined);
+    const noUser = Buffer.from(req);
+    noUser[CLOCK_PACKET_BYTES] = 0;
+    assert.equal(decodeClockPacket(noUser), undefined);
+    assert.throws(() => encodeClockPacket({ kind: 'request', seq: 1, t1: 1, t2: 0, t3: 0 }, { user: 'x'.repeat(201), secret: 's' }), /1 to 200 bytes/);
+  });
+
+  it('costs a few microseconds a packet (measured)', () => {
+    const n = 50_000;
+    const p = { kind: 'request' as const, seq: 1, t1: 1, t2: 0, t3: 0 };
+    let t = performance.now();
+    for (let i = 0; i < n; i++) encodeClockPacket(p);
+    const plainUs = ((performance.now() - t) * 1000) / n;
+    t = performance.now();
+    for (let i = 0; i < n; i++) encodeClockPacket(p, NODE);
+    const signUs = ((performance.now() - t) * 1000) / n;
+    const signed = encodeClockPacket(p, NODE);
+    t = performance.now();
+    for (let i = 0; i < n; i++) clockTagValid(decodeClockPacket(signed)!, NODE.secret);
+    const verifyUs = ((performance.now() - t) * 1000) / n;
+    console.log(`clock packet: encode plain ${plainUs.toFixed(2)} µs, encode+tag ${signUs.toFixed(2)} µs, decode+check ${verifyUs.toFixed(2)} µs`);
+    assert.ok(signUs > 0 && verifyUs > 0);
+  });
+});
+
+describe('clock exchange with credentials on (hub with --auth on)', () => {
+  let broker: BrokerAccess;
+  let hub: HubProcess;
+  let credentials: Credentials;
+
+  before(async () => {
+    broker = await embeddedBroker();
+    const library = await tempDir('firefly-music-');
+    await makeTrack(join(library, 'a.wav'), { format: 'wav', seconds: 2, title: 'A' });
+    hub = await startControlHub(broker, { library, extraArgs: ['--auth', 'on'] });
+    await hub.proc.waitForLog('clock server listening (UDP)', 20_000);
+    credentials = Credentials.inDataDir(hub.dataDir, { create: false });
+  });
+
+  after(() => cleanup());
+
+  it('answers only requests tagged with a live node credential, with replies tagged the same way', async (t) => {
+    const { socket, replies, send } = await udp();
+    t.after(() => socket.close());
+    const node = credentials.issue('node:clock-a');
+    const controller = credentials.issue('controller:clocky');
+    const revoked = credentials.issue('node:clock-gone');
+    credentials.revoke('node:clock-gone');
+    // The hub notices a revocation within a second, and keeps a node's key a second: wait both out.
+    await new Promise((r) => setTimeout(r, 2500));
+    const req = (seq: number, auth?: ClockAuth) => encodeClockPacket({ kind: 'request', seq, t1: seq + 0.5, t2: 0, t3: 0 }, auth);
+    send(req(1), hub.clockPort); // plain
+    send(req(2, { user: node.user, secret: `${node.secret.slice(1)}A` }), hub.clockPort); // wrong secret
+    send(req(3, controller), hub.clockPort); // a controller, not a node
+    send(req(4, revoked), hub.clockPort); // revoked
+    send(req(5, { user: 'node:clock-b', secret: node.secret }), hub.clockPort); // A's secret, B's name
+    send(req(6, node), hub.clockPort); // good
+    const good = await waitFor('the reply to the tagged request', () => replies.map((r) => decodeClockPacket(r)).find((p) => p?.seq === 6), 5000, 20);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(replies.map((r) => decodeClockPacket(r)?.seq), [6], 'only the good request was answered');
+    assert.equal(good.user, node.user);
+    assert.equal(clockTagValid(good, node.secret), true, "the reply is tagged with the node's key");
+    assert.equal(replies[0].length, req(6, node).length);
+    assert.equal(good.t1, 6.5);
+    assert.ok(Math.abs(good.t2 - monotonicMs()) < 5000 && good.t3 >= good.t2);
+    const warned = await hub.proc.waitForLog((l) => /clock request without credentials dropped/.test(String(l.msg)), 5000);
+    assert.equal(warned.user, null);
+    assert.equal(hub.proc.child.exitCode, null);
+  });
+
+  it('limits each address, whatever ports a flood comes from', async (t) => {
+    const node = credentials.issue('node:flood');
+    const sockets = await Promise.all(Array.from({ length: 12 }, () => udp()));
+    t.after(() => sockets.forEach((s) => s.socket.close()));
+    // 12 ports × 40 tagged requests = 480 at once; each port alone is within its own burst (50).
+    for (const [i, s] of sockets.entries()) for (let k = 0; k < 40; k++) s.send(encodeClockPacket({ kind: 'request', seq: i * 1000 + k, t1: k, t2: 0, t3: 0 }, node), hub.clockPort);
+    await new Promise((r) => setTimeout(r, 700));
+    const answered = sockets.reduce((n, s) => n + s.replies.length, 0);
+    console.log(`clock flood: ${answered} of 480 requests from 12 ports of one address answered`);
+    assert.ok(answered >= 150 && answered <= 330, `${answered} replies (per-address allowance 200, plus refill)`);
+    assert.equal(hub.proc.child.exitCode, null);
+  });
+
+  it('a node with its token syncs its clock through the authenticated exchange', async () => {
+    const token = credentials.tokenFor('node:clock-real');
+    const { proc } = await startControlNode(broker, hub, { name: 'clock-real', extraArgs: ['--serve-host', '127.0.0.1', '--serve-port', '0', '--token', token] });
+    const synced = await proc.waitForLog('clock synced', 30_000);
+    assert.ok(typeof synced.errorMs === 'number' && synced.errorMs < 5, JSON.stringify(synced));
+    assert.equal(proc.logs.some((l) => /clock reply/.test(String(l.msg))), false, 'no reply was refused');
+  });
+});
+
+describe("the node's side: spoofed replies never reach the estimate", () => {
+  it('uses only replies tagged with its own credential', async (t) => {
+    // A fake hub that answers every request four ways: plain, with a bad tag, tagged for
+    // another node (all three 10 s off), and correctly (on time).
+    const hubSocket = createSocket('udp4');
+    const counts = { requests: 0, tagged: 0 };
+    hubSocket.on('message', (m, from) => {
+      const r = decodeClockPacket(m);
+      if (!r || r.kind !== 'request') return;
+      counts.requests++;
+      if (r.user === NODE.user && clockTagValid(r, NODE.secret)) counts.tagged++;
+      const now = monotonicMs();
+      const spoof = { kind: 'reply' as const, seq: r.seq, t1: r.t1, t2: now + 10_000, t3: now + 10_000 };
+      const bad = encodeClockPacket(spoof, NODE);
+      bad[bad.length - 1] ^= 0xff;
+      for (const b of [encodeClockPacket(spoof), bad, encodeClockPacket(spoof, { user: 'node:other', secret: NODE.secret }), encodeClockPacket({ ...spoof, t2: now, t3: now }, NODE)]) {
+        hubSocket.send(b, from.port, from.address);
+      }
+    });
+    await new Promise<void>((r) => hubSocket.bind(0, '127.0.0.1', () => r()));
+    t.after(() => hubSocket.close());
+    const sync = new ClockSync(systemClock, { host: '127.0.0.1', port: hubSocket.address().port, burstRate: 40, logEverySeconds: 0, auth: NODE }, createLogger('clock-auth-test', 'silent'));
+    await sync.start();
+    t.after(() => sync.stop());
+    await waitFor('the node synced', () => sync.estimator.synced || undefined, 20_000, 50);
+    const q = sync.quality();
+    assert.ok(counts.tagged === counts.requests && counts.requests >= 5, `every request was tagged: ${JSON.stringify(counts)}`);
+    assert.ok(Math.abs(q.offsetMs!) < 5, `the estimate follows the good replies only: offset ${q.offsetMs} ms (the spoofed ones said 10000)`);
+  });
+});
