@@ -10,7 +10,10 @@ import { strict as assert } from 'node:assert';
 import { createSocket, type Socket } from 'node:dgram';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ClockServer } from '../hub/clock/clock-server.js';
 import { Credentials } from '../hub/security/credentials.js';
+import { HubSecurity } from '../hub/security/security.js';
+import { hubConfigSchema } from '../src/config/schema.js';
 import { monotonicMs, systemClock } from '../src/clock/local-clock.js';
 import { createLogger } from '../src/log.js';
 import { ClockSync } from '../src/node/clock-sync.js';
@@ -140,6 +143,56 @@ describe('clock exchange with credentials on (hub with --auth on)', () => {
     const synced = await proc.waitForLog('clock synced', 30_000);
     assert.ok(typeof synced.errorMs === 'number' && synced.errorMs < 5, JSON.stringify(synced));
     assert.equal(proc.logs.some((l) => /clock reply/.test(String(l.msg))), false, 'no reply was refused');
+  });
+});
+
+describe('clock server: 10,000 hostile packets against the authenticated check', () => {
+  it('answers none of them and keeps answering the good node', async (t) => {
+    // The hub's own pieces in-process (HubSecurity with auth on, ClockServer on real UDP),
+    // with the rate limits out of the way so every packet reaches the decoder and the MAC.
+    const security = new HubSecurity(hubConfigSchema.parse({ library: ['/tmp'], security: { auth: 'on' } }), await tempDir('firefly-clock-fuzz-'), createLogger('clock-fuzz', 'silent'));
+    const server = new ClockServer({ host: '127.0.0.1', port: 0, perSourceRate: 1e9, perAddressRate: 1e9, secretFor: (u) => security.clockSecret(u) }, createLogger('clock-fuzz', 'silent'));
+    await server.start();
+    t.after(() => server.stop());
+    const node = security.credentials!.issue('node:fuzz-good');
+    const { socket, replies, send } = await udp();
+    t.after(() => socket.close());
+    let seed = 12345;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    const good = encodeClockPacket({ kind: 'request', seq: 1, t1: 1, t2: 0, t3: 0 }, node);
+    const shapes = [
+      () => {
+        const b = Buffer.from(good); // one to three bits flipped anywhere
+        for (let k = 0; k <= rand(3); k++) b[rand(b.length)] ^= 1 << rand(8);
+        return b;
+      },
+      () => good.subarray(0, rand(good.length)), // truncated
+      () => Buffer.concat([good, Buffer.alloc(1 + rand(40))]), // padded
+      () => Buffer.from(Array.from({ length: rand(120) }, () => rand(256))), // noise
+      () => encodeClockPacket({ kind: 'request', seq: rand(1e6), t1: rand(1e6), t2: 0, t3: 0 }, { user: `node:x${rand(1e6)}`, secret: node.secret }), // others' names
+      () => {
+        const b = Buffer.from(good); // a user length that lies
+        b[CLOCK_PACKET_BYTES] = rand(256);
+        return b;
+      },
+      () => encodeClockPacket({ kind: 'reply', seq: 1, t1: 1, t2: 1, t3: 1 }, node), // a reply sent to the hub
+    ];
+    for (let i = 0; i < 10_000; i++) {
+      send(shapes[i % shapes.length](), server.port);
+      if (i % 50 === 49) await new Promise((r) => setTimeout(r, 2)); // let the socket drain (UDP drops what overflows)
+    }
+    send(encodeClockPacket({ kind: 'request', seq: 77, t1: 7.5, t2: 0, t3: 0 }, node), server.port);
+    await waitFor('the good request answered', () => replies.some((r) => decodeClockPacket(r)?.seq === 77) || undefined, 10_000, 20);
+    await new Promise((r) => setTimeout(r, 200));
+    const flippedStillValid = replies.filter((r) => decodeClockPacket(r)?.seq !== 77);
+    console.log(`clock fuzz: 10,000 hostile packets, drops ${JSON.stringify(server.drops)}, ${replies.length} replies`);
+    // A bit flip that lands nowhere the tag covers cannot exist (the tag covers every byte
+    // before it, and a flipped tag fails), so the only reply is the good one.
+    assert.deepEqual(flippedStillValid.length, 0, 'no hostile packet was answered');
+    assert.equal(replies.length, 1);
+    // Loopback UDP may still lose a few to a full buffer; what arrived was all refused.
+    assert.equal(server.drops.limited, 0);
+    assert.ok(server.drops.malformed + server.drops.unauthenticated >= 9_500, `hostile packets that reached the server: ${JSON.stringify(server.drops)}`);
   });
 });
 
