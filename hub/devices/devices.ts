@@ -173,7 +173,9 @@ export class Devices {
   media(kind: DeviceKind, track: TrackRef, positionMs: number): MediaSource {
     if (!this.host) throw new Error('no stream host: set devices.advertiseHost');
     const h = this.host.includes(':') ? `[${this.host}]` : this.host;
-    const base = `http://${h}:${this.http.port}/stream/`;
+    // The scheme the server speaks: HTTPS when the hub has a certificate (security.tls).
+    const scheme = this.http.localUrl.startsWith('https:') ? 'https' : 'http';
+    const base = `${scheme}://${h}:${this.http.port}/stream/`;
     // With credentials on, the URL carries its own permission (hub/security/stream-urls.ts).
     const signed = (file: string, transcode: boolean, start?: string) => (this.signer ? this.signer.sign({ file, transcode, start }) : '');
     if (NATIVE_FORMATS[kind].has(track.format)) {
