@@ -9,7 +9,11 @@
  * paths): none hands out library content or state.
  */
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { Credentials } from '../hub/security/credentials.js';
 import { StreamSigner } from '../hub/security/stream-urls.js';
@@ -169,6 +173,63 @@ describe('device streams with credentials on (hub with --auth on, Cast and Sonos
       const text = await r.text();
       assert.equal(r.status, 200, path);
       assert.ok(!text.includes('Secret') && !text.includes('.flac'), `${path} holds library data`);
+    }
+  });
+});
+
+/** One HTTPS request trusting `ca`: status, and the body as text. */
+function https(ca: Buffer, url: string, options: { method?: string; token?: string; body?: unknown } = {}): Promise<{ status: number; body: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: options.method ?? 'GET', ca, headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...(options.body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(parts).toString(), bytes: Buffer.concat(parts).length }));
+    });
+    req.on('error', reject);
+    req.end(options.body ? JSON.stringify(options.body) : undefined);
+  });
+}
+
+describe('device streams from a hub serving HTTPS (--tls-cert, auth on)', () => {
+  after(() => cleanup());
+
+  it('hands speakers https:// URLs, signed, which the hub serves', async () => {
+    const dir = await tempDir('firefly-tls-');
+    const [cert, key] = [join(dir, 'hub.pem'), join(dir, 'hub.key')];
+    await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost']);
+    const ca = await readFile(cert);
+    const broker = await embeddedBroker();
+    const library = await tempDir('firefly-music-');
+    await makeTrack(join(library, 'a.flac'), { format: 'flac', seconds: 4, seed: 31, title: 'Tls' });
+    const cast = new CastDouble(300);
+    await cast.start();
+    try {
+      const hub = await startControlHub(broker, { library, extraArgs: ['--auth', 'on', '--tls-cert', cert, '--tls-key', key, '--no-device-discovery', '--cast', `127.0.0.1:${cast.port}`, '--device-advertise-host', '127.0.0.1'] });
+      await hub.proc.waitForLog('library indexed', 60_000);
+      const port = Number((await hub.proc.waitForLog('HTTP listening', 20_000)).port);
+      const token = String(hub.proc.logs.find((l) => typeof l.token === 'string')?.token);
+      const base = `https://127.0.0.1:${port}`;
+      const entryId = (JSON.parse((await https(ca, `${base}/api/library`, { token })).body) as { entries: { entryId: number }[] }).entries[0].entryId;
+      const castNode = await waitFor(
+        'the Cast online',
+        async () => (JSON.parse((await https(ca, `${base}/api/nodes`, { token })).body) as { nodes: { nodeId: number; kind: string; online: boolean }[] }).nodes.find((n) => n.kind === 'cast' && n.online),
+        30_000,
+        200,
+      );
+      const created = await https(ca, `${base}/api/groups`, { method: 'POST', token, body: { name: 'Tls', members: [castNode.nodeId] } });
+      assert.equal(created.status, 201, created.body);
+      const groupId = (JSON.parse(created.body) as { groupId: number }).groupId;
+      const played = await https(ca, `${base}/api/groups/${groupId}/play`, { method: 'POST', token, body: { entryId } });
+      assert.equal(played.status, 200, played.body);
+      // The double trusts no self-signed certificate, so its fetch fails; the URL it was handed is in the error.
+      const handed = await waitFor('the Cast handed a URL', () => cast.fetches[0]?.url ?? cast.fetchErrors[0]?.split(': ')[0], 30_000, 50);
+      assert.match(handed, new RegExp(`^https://127\\.0\\.0\\.1:${port}/stream/${entryId}\\.flac\\?exp=\\d+&sig=`));
+      const got = await https(ca, handed);
+      assert.equal(got.status, 200);
+      assert.equal(got.bytes, (await readFile(join(library, 'a.flac'))).length);
+      assert.equal((await https(ca, handed.split('?')[0])).status, 401);
+    } finally {
+      await cast.stop();
     }
   });
 });
