@@ -2,7 +2,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { monotonicMs } from '../../src/clock/local-clock.js';
 import type { Logger } from '../../src/log.js';
-import { clockTagValid, decodeClockPacket, encodeClockPacket } from '../../src/protocol/clock-packet.js';
+import { clockMac, clockTagValid, decodeClockPacket, encodeClockPacket } from '../../src/protocol/clock-packet.js';
 import { RateLimiter } from '../../src/transfer/rate-limit.js';
 
 export interface ClockServerOptions {
@@ -99,7 +99,10 @@ export class ClockServer {
       }
       return;
     }
-    this.socket?.send(encodeClockPacket({ kind: 'reply', seq: request.seq, t1: request.t1, t2, t3: now() }, { user: request.user!, secret }), port, address);
+    // Keyed before t3 is read: only the digest sits between t3 and the send.
+    const auth = { user: request.user!, secret };
+    const mac = clockMac(auth);
+    this.socket?.send(encodeClockPacket({ kind: 'reply', seq: request.seq, t1: request.t1, t2, t3: now() }, auth, mac), port, address);
   }
 
   /** Packets dropped so far, by reason (tests and benchmarks). */

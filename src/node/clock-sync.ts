@@ -4,7 +4,7 @@ import { ClockEstimator, type ClockEstimate, type ClockEstimatorOptions } from '
 import type { HubClock } from '../clock/hub-clock.js';
 import type { LocalClock } from '../clock/local-clock.js';
 import type { Logger } from '../log.js';
-import { clockTagValid, decodeClockPacket, encodeClockPacket, type ClockAuth } from '../protocol/clock-packet.js';
+import { clockMac, clockTagValid, decodeClockPacket, encodeClockPacket, type ClockAuth } from '../protocol/clock-packet.js';
 
 export interface ClockSyncOptions {
   /** The hub's host (name or address; IPv6 may be in brackets) and clock port. */
@@ -105,11 +105,13 @@ export class ClockSync {
       }
     }
     const seq = this.seq++ >>> 0;
+    // Keyed before t1 is read: only the digest sits between t1 and the send.
+    const mac = this.options.auth ? clockMac(this.options.auth) : undefined;
     const t1 = this.clock.now();
     this.pending.set(seq, t1);
     // Replies older than a second are not coming (or too slow to be any use).
     this.pending.delete((seq - 2 * (this.options.burstRate ?? 10)) >>> 0);
-    socket.send(encodeClockPacket({ kind: 'request', seq, t1, t2: 0, t3: 0 }, this.options.auth), this.options.port, this.address);
+    socket.send(encodeClockPacket({ kind: 'request', seq, t1, t2: 0, t3: 0 }, this.options.auth, mac), this.options.port, this.address);
   }
 
   private onReply(msg: Buffer): void {
