@@ -99,7 +99,7 @@ export class Hub {
       elsewhere: (node, hash) => this.holdings.elsewhere(node, hash),
     });
 
-    this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port, now: () => this.hubTime.now() }, log.child({ module: 'clock' }));
+    this.clockServer = new ClockServer({ host: config.grpc.host, port: config.clock.port, now: () => this.hubTime.now(), secretFor: security.authOn ? (user) => security.clockSecret(user) : undefined }, log.child({ module: 'clock' }));
     this.db = openHubDb(dataDir);
     this.hubTime = HubTime.open(this.db, log.child({ module: 'clock' }));
     const mqtt = config.mqtt;
@@ -161,7 +161,7 @@ export class Hub {
     this.http = new HttpServer({ host: config.http.host, port: config.http.port, https: security.tls }, log.child({ module: 'http' }));
     // Before any route plugin: the login and rate limit cover every route.
     installHttpAuth(this.http.app, { credentials: security.credentials, requestsPerSecond: security.authOn ? config.security.httpRequestsPerSecond : 0, secure: Boolean(security.tls), log: log.child({ module: 'http-auth' }) });
-    this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }), this.hubTime.now);
+    this.devices = new Devices(config.devices, this.db, this.channel, this.catalogue, this.groups, this.http, log.child({ module: 'devices' }), this.hubTime.now, security.streamSigner);
     this.http.use('web', webPlugin(this).plugin);
     if (config.discovery.advertise) {
       this.advertiser = new Advertiser(

@@ -155,12 +155,12 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
     const size = (await readFile(join(library, 'a.flac'))).length;
     let r = await fetch(`${base}/a.flac`);
     assert.equal(r.status, 400);
-    assert.match(((await r.json()) as { error: string }).error, /expected \/stream\/<entryId>\.<ext>/);
+    assert.match(((await r.json()) as { error: { message: string } }).error.message, /expected \/stream\/<entryId>\.<ext>/);
     r = await fetch(`${base}/99999.flac`);
     assert.equal(r.status, 404);
     r = await fetch(`${base}/${a}.mp3`);
     assert.equal(r.status, 404);
-    assert.match(((await r.json()) as { error: string }).error, new RegExp(`entry ${a} is flac.*/stream/${a}\\.flac`));
+    assert.match(((await r.json()) as { error: { message: string } }).error.message, new RegExp(`entry ${a} is flac.*/stream/${a}\\.flac`));
     r = await fetch(`${base}/${a}.flac`, { headers: { range: `bytes=${size}-` } });
     assert.equal(r.status, 416);
     assert.equal(r.headers.get('content-range'), `bytes */${size}`);

@@ -224,11 +224,16 @@ describe('security: a hub with credentials on', () => {
     assert.match(adminToken, /^controller:admin:[A-Za-z0-9_-]{32}$/);
     const file = await readFile(join(hub.dataDir, 'credentials.json'), 'utf8');
     assert.ok(!file.includes(adminToken.split(':')[2]), 'the file holds the secret, not issued tokens');
+    // Besides the JSON line, a plain-text notice a person sees on the terminal, with the same token.
+    const notice = hub.proc.rawStderr.join('\n');
+    assert.match(notice, /credentials created \(first start\)/);
+    assert.ok(hub.proc.rawStderr.some((l) => l.trim() === adminToken), `the notice shows the token on a line of its own:\n${notice}`);
     // A second hub on the same data folder (read-only check: --no-advertise, other ports) does not show it again.
     const again = firefly(['hub', '--library', hub.library, '--data-dir', hub.dataDir, '--auth', 'on', '--grpc-host', '127.0.0.1', '--grpc-port', '0', '--mqtt-host', '127.0.0.1', '--mqtt-port', '0', '--clock-port', '0', '--http-host', '127.0.0.1', '--http-port', '0', '--no-advertise', '--topic-prefix', `${broker.prefix}x`]);
     await again.waitForLog('credentials required', 20_000);
     await again.waitForLog('HTTP listening', 20_000);
     assert.equal(again.logs.some((l) => typeof l.token === 'string'), false);
+    assert.equal(again.rawStderr.some((l) => l.includes('credentials created')), false, 'no notice at a later start');
     await again.stop();
     // An unknown name cannot be issued, and a data folder without credentials says so.
     await assert.rejects(credentialsCli(['add-controller', 'bad name', '--data-dir', hub.dataDir]), /not a credential name/);

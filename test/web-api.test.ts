@@ -325,7 +325,7 @@ describe('REST API (real hub and node)', () => {
     try {
       // What hub/playlists publishes (the playlist module is another part of the hub).
       const a = entries.get('a.flac')!;
-      const list = { playlists: [{ playlistId: 3, name: 'Evening', entryIds: [a], durationMs: 6000 }], at: Date.now() };
+      const list = { playlists: [{ playlistId: 3, name: 'Evening', entryCount: 1, durationMs: 6000 }], at: Date.now() };
       await observer.publish(observer.topics.playlists, list, { retain: true, qos: 1 });
       await waitFor('playlists event', () => stream.events.find((e) => e.event === 'playlists' && e.data.playlists[0]?.name === 'Evening'), 10_000);
       assert.deepEqual((await request(base, 'GET', '/api/playlists')).body.playlists, list.playlists);

@@ -2,7 +2,8 @@ import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { monotonicMs } from '../../src/clock/local-clock.js';
 import type { Logger } from '../../src/log.js';
-import { decodeClockPacket, encodeClockPacket } from '../../src/protocol/clock-packet.js';
+import { clockMac, clockTagValid, decodeClockPacket, encodeClockPacket } from '../../src/protocol/clock-packet.js';
+import { RateLimiter } from '../../src/transfer/rate-limit.js';
 
 export interface ClockServerOptions {
   host: string;
@@ -10,8 +11,20 @@ export interface ClockServerOptions {
   port: number;
   /** Requests answered per second from one address and port; more are dropped. */
   perSourceRate?: number;
+  /**
+   * Requests answered per second from one address, whatever its ports (a flood from many
+   * ports); default 500: room for 50 nodes on one machine (benchmarks) at their start-up
+   * rate of 10 a second.
+   */
+  perAddressRate?: number;
   /** The hub's clock (ms); default the machine's monotonic clock. */
   now?: () => number;
+  /**
+   * With credentials on: the secret of a user allowed to use the clock (a node, not
+   * revoked), else undefined. Given, only authenticated requests (clock-packet.ts,
+   * version 2) with a valid tag are answered, and replies are tagged with the same key.
+   */
+  secretFor?: (user: string) => string | undefined;
 }
 
 /**
@@ -24,13 +37,18 @@ export class ClockServer {
   private socket?: Socket;
   private buckets = new Map<string, { tokens: number; at: number }>();
   private sweep?: NodeJS.Timeout;
-  private dropped = { malformed: 0, limited: 0 };
+  private dropped = { malformed: 0, limited: 0, unauthenticated: 0 };
+  private perAddress: RateLimiter;
+  private lastAuthWarning = -Infinity;
   port = 0;
 
   constructor(
     private readonly options: ClockServerOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    const rate = options.perAddressRate ?? 500;
+    this.perAddress = new RateLimiter(rate, rate, 10_000);
+  }
 
   async start(): Promise<void> {
     const { host, port } = this.options;
@@ -53,7 +71,7 @@ export class ClockServer {
     const socket = this.socket;
     this.socket = undefined;
     if (socket) await new Promise<void>((r) => socket.close(() => r()));
-    if (this.dropped.malformed || this.dropped.limited) this.log.debug(this.dropped, 'clock server dropped packets');
+    if (this.dropped.malformed || this.dropped.limited || this.dropped.unauthenticated) this.log.debug(this.dropped, 'clock server dropped packets');
   }
 
   private onMessage(msg: Buffer, address: string, port: number): void {
@@ -64,11 +82,36 @@ export class ClockServer {
       this.dropped.malformed++;
       return;
     }
-    if (!this.admit(`${address}:${port}`, t2)) {
+    // Limits first: they are cheap, and a flood should not cost a MAC per packet.
+    if (!this.perAddress.allow(address) || !this.admit(`${address}:${port}`, t2)) {
       this.dropped.limited++;
       return;
     }
-    this.socket?.send(encodeClockPacket({ kind: 'reply', seq: request.seq, t1: request.t1, t2, t3: now() }), port, address);
+    const secretFor = this.options.secretFor;
+    if (!secretFor) {
+      // Credentials off: plain replies (an authenticated request gets one too; its node then says the hub's auth is off).
+      this.socket?.send(encodeClockPacket({ kind: 'reply', seq: request.seq, t1: request.t1, t2, t3: now() }), port, address);
+      return;
+    }
+    const secret = request.user === undefined ? undefined : secretFor(request.user);
+    if (!secret || !clockTagValid(request, secret)) {
+      this.dropped.unauthenticated++;
+      // Once a minute at most: a misconfigured node would otherwise log ten lines a second.
+      if (t2 - this.lastAuthWarning > 60_000) {
+        this.lastAuthWarning = t2;
+        this.log.warn({ from: `${address}:${port}`, user: request.user ?? null, dropped: this.dropped.unauthenticated }, request.user === undefined ? 'clock request without credentials dropped (this hub requires them: nodes need security.token)' : 'clock request with a bad tag or an unknown or revoked user dropped');
+      }
+      return;
+    }
+    // Keyed before t3 is read: only the digest sits between t3 and the send.
+    const auth = { user: request.user!, secret };
+    const mac = clockMac(auth);
+    this.socket?.send(encodeClockPacket({ kind: 'reply', seq: request.seq, t1: request.t1, t2, t3: now() }, auth, mac), port, address);
+  }
+
+  /** Packets dropped so far, by reason (tests and benchmarks). */
+  get drops(): Readonly<{ malformed: number; limited: number; unauthenticated: number }> {
+    return this.dropped;
   }
 
   /** Token bucket per source: a burst of one second's worth, refilled at perSourceRate. */

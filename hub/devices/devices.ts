@@ -15,6 +15,7 @@ import { DeviceDiscovery, type FoundDevice } from './discovery.js';
 import { DevicePlayer, type MediaSource } from './device-player.js';
 import { SONOS_PORT, SonosAdapter } from './sonos-adapter.js';
 import { CONTENT_TYPES, streamRoutes } from './streams.js';
+import type { StreamSigner } from '../security/stream-urls.js';
 import type { DeviceTransport } from './transport.js';
 
 export type DevicesConfig = HubConfig['devices'];
@@ -87,9 +88,11 @@ export class Devices {
     private readonly log: Logger,
     /** Hub time (the clock session anchors are written in); the machine's monotonic clock when not given. */
     private readonly hubNow: () => number = monotonicMs,
+    /** With credentials on: signs the stream URLs devices are handed (they cannot log in). */
+    private readonly signer?: StreamSigner,
   ) {
     this.store = new DeviceStore(db);
-    http.use('streams', streamRoutes(catalogue));
+    http.use('streams', streamRoutes(catalogue, signer));
   }
 
   async start(): Promise<void> {
@@ -170,10 +173,20 @@ export class Devices {
   media(kind: DeviceKind, track: TrackRef, positionMs: number): MediaSource {
     if (!this.host) throw new Error('no stream host: set devices.advertiseHost');
     const h = this.host.includes(':') ? `[${this.host}]` : this.host;
-    const base = `http://${h}:${this.http.port}/stream/${track.entryId}`;
-    if (NATIVE_FORMATS[kind].has(track.format)) return { url: `${base}.${track.format}`, contentType: CONTENT_TYPES[track.format] ?? 'application/octet-stream', offsetMs: 0, seekable: true };
+    // The scheme the server speaks: HTTPS when the hub has a certificate (security.tls).
+    const scheme = this.http.localUrl.startsWith('https:') ? 'https' : 'http';
+    const base = `${scheme}://${h}:${this.http.port}/stream/`;
+    // With credentials on, the URL carries its own permission (hub/security/stream-urls.ts).
+    const signed = (file: string, transcode: boolean, start?: string) => (this.signer ? this.signer.sign({ file, transcode, start }) : '');
+    if (NATIVE_FORMATS[kind].has(track.format)) {
+      const file = `${track.entryId}.${track.format}`;
+      const sig = signed(file, false);
+      return { url: `${base}${file}${sig ? `?${sig}` : ''}`, contentType: CONTENT_TYPES[track.format] ?? 'application/octet-stream', offsetMs: 0, seekable: true };
+    }
     const start = Math.max(0, Math.floor(positionMs / 1000));
-    return { url: `${base}.mp3?transcode&start=${start}`, contentType: CONTENT_TYPES.mp3, offsetMs: start * 1000, seekable: false };
+    const file = `${track.entryId}.mp3`;
+    const sig = signed(file, true, String(start));
+    return { url: `${base}${file}?transcode&start=${start}${sig ? `&${sig}` : ''}`, contentType: CONTENT_TYPES.mp3, offsetMs: start * 1000, seekable: false };
   }
 
   private onCommand(message: IncomingMessage): void {

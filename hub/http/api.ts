@@ -274,4 +274,10 @@ export async function apiRoutes(root: FastifyInstance, hub: Hub, live: LiveEvent
   app.get('/playlists', { schema: { tags: ['playlists'], summary: 'Saved playlists, as the hub last published them' } }, async () => ({
     playlists: (live.last('playlists') as { playlists?: unknown[] } | undefined)?.playlists ?? [],
   }));
+  // The list above has no entries (so it fits its MQTT topic); one playlist comes whole here.
+  app.get('/playlists/:playlistId', { schema: { tags: ['playlists'], summary: 'One saved playlist with all its entries, in order', params: z.strictObject({ playlistId: id }) } }, async (req) => {
+    const p = hub.playlists.playlist(req.params.playlistId);
+    if (!p) throw new ApiError('not-found', `no playlist with id ${req.params.playlistId}`);
+    return { ...p, entryCount: p.entryIds.length };
+  });
 }

@@ -58,7 +58,18 @@ function needsLogin(request: FastifyRequest): boolean {
   const config = (request.routeOptions.config ?? {}) as RouteAuthConfig;
   if (config.public) return false;
   if (config.auth) return true;
-  const path = request.url.split('?')[0];
+  // The route's own pattern, not the raw URL: the router decodes percent-escapes, so
+  // `/%61pi/state` reaches `/api/state` while its raw text does not start with /api/.
+  // Unrouted requests (404) are judged on their decoded path, failing closed.
+  const pattern = request.routeOptions.url;
+  let path = pattern ?? request.url.split('?')[0];
+  if (pattern === undefined) {
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      return true;
+    }
+  }
   if (path === '/api/login' || path === '/api/logout') return false;
   return path.startsWith('/api/') || path === '/api' || (request.method !== 'GET' && request.method !== 'HEAD');
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../../src/log.js';
 import { cached, type Db } from '../../src/storage/sqlite.js';
-import type { Playlist } from '../../src/protocol/schemas.js';
+import { MAX_PAYLOAD_BYTES, PLAYLIST_PAGE_ENTRIES, type Playlist, type PlaylistPage, type PlaylistSummary } from '../../src/protocol/schemas.js';
 import type { ControlChannel } from '../control/channel.js';
 import { CommandError, type CommandRouter } from '../control/commands.js';
 import type { Catalogue } from '../library/catalogue.js';
@@ -29,13 +29,20 @@ interface PlaylistRow {
   entry_ids: string;
 }
 
+/** The retained list's budget: the payload limit less room for the envelope and one more playlist. */
+const LIST_BUDGET_BYTES = MAX_PAYLOAD_BYTES - 2048;
+
 /** Listeners told after every change (the Home Assistant bridge re-publishes its selects). */
 export type PlaylistsListener = (playlists: Playlist[]) => void;
 
 /**
  * Saved playlists: named, ordered lists of library entries, kept in the hub's SQLite and
- * changed by the playlist/* commands. The whole list is a retained topic, published at
- * start and after every change; `play {playlistId}` reads a playlist through this module.
+ * changed by the playlist/* commands. The list (id, name, entry count, duration; no
+ * entries, so it stays under the 64 KiB payload limit) is a retained topic, published at
+ * start and after every change; entries are read in pages with `playlist/get` (the
+ * changing commands answer with the first page). `play {playlistId}` reads a playlist
+ * through this module, and in-process readers (Home Assistant, the REST API) get whole
+ * playlists from `list()` and `playlist()`.
  */
 export class Playlists implements PlaylistDirectory {
   private readonly listeners = new Set<PlaylistsListener>();
@@ -56,6 +63,7 @@ export class Playlists implements PlaylistDirectory {
       if (this.byName(name)) throw new CommandError('conflict', `a playlist named ${JSON.stringify(name)} exists already`);
       const entries = entryIds ?? [];
       this.requireEntries(entries);
+      this.requireListRoom(name);
       const playlistId = Number(cached(this.db, 'INSERT INTO playlists (name, entry_ids, created_at) VALUES (?, ?, ?)').run(name, JSON.stringify(entries), Date.now()).lastInsertRowid);
       this.log.info({ playlistId, name, entries: entries.length }, 'playlist created');
       return this.changed(playlistId);
@@ -64,6 +72,7 @@ export class Playlists implements PlaylistDirectory {
       this.require(playlistId);
       const other = this.byName(name);
       if (other && other.id !== playlistId) throw new CommandError('conflict', `a playlist named ${JSON.stringify(name)} exists already (id ${other.id})`);
+      this.requireListRoom(name, playlistId);
       cached(this.db, 'UPDATE playlists SET name = ? WHERE id = ?').run(name, playlistId);
       return this.changed(playlistId);
     });
@@ -94,6 +103,11 @@ export class Playlists implements PlaylistDirectory {
       this.write(playlistId, entries);
       return this.changed(playlistId);
     });
+    c.register('playlist/get', ({ playlistId, offset, limit }) => {
+      const page = this.page(playlistId, offset ?? 0, limit ?? PLAYLIST_PAGE_ENTRIES);
+      if (!page) throw new CommandError('not-found', `no playlist with id ${playlistId}`);
+      return page;
+    });
     this.publish();
   }
 
@@ -115,6 +129,19 @@ export class Playlists implements PlaylistDirectory {
 
   list(): Playlist[] {
     return (cached(this.db, 'SELECT id, name, entry_ids FROM playlists ORDER BY id').all() as PlaylistRow[]).map((r) => this.toPlaylist(r));
+  }
+
+  /** What the retained list carries: each playlist without its entries. */
+  summaries(): PlaylistSummary[] {
+    return this.list().map(summaryOf);
+  }
+
+  /** Entries `offset` to `offset + limit` of a playlist, with its summary; undefined when there is no such playlist. */
+  page(playlistId: number, offset = 0, limit = PLAYLIST_PAGE_ENTRIES): PlaylistPage | undefined {
+    const p = this.playlist(playlistId);
+    if (!p) return undefined;
+    const n = Math.min(Math.max(1, limit), PLAYLIST_PAGE_ENTRIES);
+    return { ...summaryOf(p), offset, entryIds: p.entryIds.slice(offset, offset + n) };
   }
 
   playlist(playlistId: number): Playlist | undefined {
@@ -154,6 +181,20 @@ export class Playlists implements PlaylistDirectory {
     if (missing.length > 0) throw new CommandError('not-found', `not playable tracks in the library: entry ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ` and ${missing.length - 10} more` : ''}`);
   }
 
+  /**
+   * The retained list must stay under the payload limit: a new playlist (or a longer name)
+   * that would push it over is refused, saying how many there are.
+   */
+  private requireListRoom(name: string, renaming?: number): void {
+    const list = (cached(this.db, 'SELECT id, name FROM playlists ORDER BY id').all() as { id: number; name: string }[]).filter((r) => r.id !== renaming);
+    // Sizes as published, with the largest count and duration a playlist can have.
+    const worst = (id: number, n: string) => ({ playlistId: id, name: n, entryCount: 10_000, durationMs: 99_999_999_999 });
+    const bytes = Buffer.byteLength(JSON.stringify({ playlists: [...list.map((r) => worst(r.id, r.name)), worst(2 ** 31 - 1, name)], at: Date.now() }));
+    if (bytes > LIST_BUDGET_BYTES) {
+      throw new CommandError('invalid', `the list of playlists would take ${bytes} bytes, over the ${LIST_BUDGET_BYTES}-byte budget of its retained topic (${list.length} playlists); delete some or use shorter names`);
+    }
+  }
+
   private toPlaylist(row: PlaylistRow): Playlist {
     const entryIds = this.entriesOfRow(row);
     let durationMs = 0;
@@ -168,14 +209,15 @@ export class Playlists implements PlaylistDirectory {
     return { playlistId: row.id, name: row.name, entryIds, durationMs: Math.round(durationMs) };
   }
 
-  private changed(playlistId: number): Playlist {
+  /** Publishes the list; the reply is the changed playlist's first page. */
+  private changed(playlistId: number): PlaylistPage {
     this.publish();
-    return this.playlist(playlistId)!;
+    return this.page(playlistId)!;
   }
 
   private publish(): void {
     const playlists = this.list();
-    this.channel.publish(this.channel.topics.playlists, { playlists, at: Date.now() }, { retain: true });
+    this.channel.publish(this.channel.topics.playlists, { playlists: playlists.map(summaryOf), at: Date.now() }, { retain: true });
     for (const listener of this.listeners) {
       try {
         listener(playlists);
@@ -184,4 +226,8 @@ export class Playlists implements PlaylistDirectory {
       }
     }
   }
+}
+
+export function summaryOf(p: Playlist): PlaylistSummary {
+  return { playlistId: p.playlistId, name: p.name, entryCount: p.entryIds.length, durationMs: p.durationMs };
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../../src/log.js';
 import { readPem, serverAuth, peerHost, type AccessToken } from '../../src/protocol/access.js';
 import { isLoopbackHost } from '../discovery/advertiser.js';
 import { Credentials, type Principal } from './credentials.js';
+import { StreamSigner } from './stream-urls.js';
 import { RateLimiter } from '../../src/transfer/rate-limit.js';
 import type { ServerInterceptor } from '@grpc/grpc-js';
 
@@ -33,6 +34,8 @@ export class HubSecurity {
   readonly credentials?: Credentials;
   readonly tls?: { cert: Buffer; key: Buffer };
   readonly grpcLimit: RateLimiter;
+  /** Present when auth is on: signs the audio stream URLs handed to Cast and Sonos devices. */
+  readonly streamSigner?: StreamSigner;
 
   constructor(
     readonly config: HubConfig,
@@ -42,6 +45,7 @@ export class HubSecurity {
     const { on, reason } = authRequired(config);
     if (on) {
       this.credentials = Credentials.inDataDir(dataDir);
+      this.streamSigner = new StreamSigner(this.credentials);
       if (this.credentials.created) {
         const admin = this.credentials.tokenFor('controller:admin');
         // Shown once: the file keeps only the secret, and this token is derived from it.
@@ -49,6 +53,8 @@ export class HubSecurity {
           { token: admin, file: this.credentials.file },
           'credentials created. Controller token (shown once; keep it): use it with `firefly ctl --token` and to log in to the web page. Add nodes with `firefly ctl credentials add-node --data-dir <hub data folder>` (docs/security.md)',
         );
+        // The JSON line above is for logs and tests; a person starting the hub by hand reads stderr.
+        process.stderr.write(firstStartNotice(admin, this.credentials.file));
       }
     }
     log.info({ auth: on, reason, tls: Boolean(config.security.tls) }, on ? 'credentials required' : 'credentials not required');
@@ -71,6 +77,31 @@ export class HubSecurity {
   swarmToken(): string | undefined {
     return this.credentials?.issue('swarm').secret;
   }
+
+  /**
+   * The clock exchange's key for a user: a node's credential secret when the name is a
+   * node's and not revoked, else undefined. Kept a second per user, so a node's packets
+   * cost one MAC to check, not a derivation and a revocation check each.
+   */
+  clockSecret(user: string): string | undefined {
+    const credentials = this.credentials;
+    if (!credentials) return undefined;
+    const now = performance.now();
+    const hit = this.clockKeys.get(user);
+    if (hit && now - hit.at < 1000) return hit.secret;
+    let secret: string | undefined;
+    try {
+      const issued = credentials.issue(user).secret;
+      secret = credentials.verify(user, issued)?.kind === 'node' ? issued : undefined;
+    } catch {
+      secret = undefined; // not a credential name
+    }
+    if (this.clockKeys.size >= 10_000) this.clockKeys.clear();
+    this.clockKeys.set(user, { secret, at: now });
+    return secret;
+  }
+
+  private readonly clockKeys = new Map<string, { secret: string | undefined; at: number }>();
 
   /** Whom a token belongs to; undefined when auth is off. */
   who(token: string | undefined): Principal | undefined {
@@ -98,4 +129,24 @@ export class HubSecurity {
       }),
     ];
   }
+}
+
+/** The plain-text notice of the first start's controller token, framed so a person notices it among JSON log lines. */
+export function firstStartNotice(token: string, file: string): string {
+  const rule = '='.repeat(72);
+  return [
+    '',
+    rule,
+    '  Firefly: credentials created (first start). Controller token, shown once:',
+    '',
+    `    ${token}`,
+    '',
+    '  Keep it: log in to the web page with it and use `firefly ctl --token <token>`.',
+    `  The secret it derives from is in ${file} (mode 0600).`,
+    '  Add nodes: firefly ctl credentials add-node --data-dir <hub data folder>',
+    '  (docs/security.md)',
+    rule,
+    '',
+    '',
+  ].join('\n');
 }

@@ -9,7 +9,9 @@ import {
   nodeListSchema,
   parsePayload,
   playlistListSchema,
+  playlistPageSchema,
   type PlaylistList,
+  type PlaylistPage,
   type GroupList,
   type GroupState,
   type NodeInfo,
@@ -325,12 +327,13 @@ function resolvePlaylist(list: PlaylistList, given: string) {
 /** `firefly ctl playlists` and `firefly ctl playlist create|rename|delete|add|remove|play`. */
 function addPlaylistCommands(ctl: Command, run: Run, groups: Reader<GroupList>): void {
   const playlists = (client: MqttClient, topics: Topics, ms: number) => readRetained(client, topics.playlists, playlistListSchema, ms);
+  const line = (p: PlaylistList['playlists'][number]) => `${String(p.playlistId).padStart(4)}  ${p.name.padEnd(24)}  ${String(p.entryCount).padStart(5)} entries  ${formatTime(p.durationMs)}`;
   const print = (list: PlaylistList['playlists'], json?: boolean) => {
-    for (const p of list) {
-      if (json) process.stdout.write(`${JSON.stringify(p)}\n`);
-      else process.stdout.write(`${String(p.playlistId).padStart(4)}  ${p.name.padEnd(24)}  ${String(p.entryIds.length).padStart(5)} entries  ${formatTime(p.durationMs)}  ${p.entryIds.slice(0, 20).join(' ')}${p.entryIds.length > 20 ? ' …' : ''}\n`);
-    }
+    for (const p of list) process.stdout.write(json ? `${JSON.stringify(p)}\n` : `${line(p)}\n`);
   };
+  /** A command's reply (a playlist page): its summary and the first entries. */
+  const printPage = (page: PlaylistPage) =>
+    process.stdout.write(`${line(page)}  ${page.entryIds.slice(0, 20).join(' ')}${page.entryCount > 20 ? ' …' : ''}\n`);
   withMqttFlags(ctl.command('playlists').description('list the saved playlists')).action(
     run((flags) => withBroker(flags, async (client, topics, ms) => print((await playlists(client, topics, ms)).playlists, flags.json))),
   );
@@ -342,13 +345,31 @@ function addPlaylistCommands(ctl: Command, run: Run, groups: Reader<GroupList>):
           const [name, body] = await build(client, topics, ms, args.map((a) => a as unknown as string | string[]).flat());
           const result = await sendCommand(client, topics, name, body, ms);
           if (flags.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-          else if (result && typeof result === 'object' && 'entryIds' in result) print([result as PlaylistList['playlists'][number]]);
+          else if (result && typeof result === 'object' && 'entryIds' in result && 'entryCount' in result) printPage(result as PlaylistPage);
           else if (result && typeof result === 'object' && 'members' in result) printGroups([result as GroupState]);
           else process.stdout.write(`ok ${JSON.stringify(result)}\n`);
         }),
       ),
     );
   const playlistId = async (client: MqttClient, topics: Topics, ms: number, given: string) => resolvePlaylist(await playlists(client, topics, ms), given).playlistId;
+  // The list carries no entries (it must stay under the payload limit): they come a page at a time.
+  withMqttFlags(playlist.command('show <playlist>').description("a playlist's entries, in order (given by id or name)")).action(
+    run((flags, given) =>
+      withBroker(flags, async (client, topics, ms) => {
+        const id = await playlistId(client, topics, ms, given as unknown as string);
+        const entryIds: number[] = [];
+        let page: PlaylistPage;
+        do {
+          const reply = playlistPageSchema.safeParse(await sendCommand(client, topics, 'playlist/get', { playlistId: id, offset: entryIds.length }, ms));
+          if (!reply.success) throw new CtlError(`the hub's playlist/get reply is not a playlist page: ${reply.error.issues[0]?.message}`);
+          page = reply.data;
+          entryIds.push(...page.entryIds);
+        } while (page.entryIds.length > 0 && entryIds.length < page.entryCount);
+        if (flags.json) process.stdout.write(`${JSON.stringify({ ...page, offset: 0, entryIds })}\n`);
+        else process.stdout.write(`${line(page)}\n${entryIds.join(' ')}\n`);
+      }),
+    ),
+  );
   command('create <name> [entries...]', 'save a playlist, optionally with library entries (ids from `firefly ctl library`)', async (_c, _t, _ms, [name, ...entries]) => [
     'playlist/create',
     { name, entryIds: entries.length > 0 ? parseIds(entries, 'entries') : undefined },

@@ -11,7 +11,7 @@ import {
   playlistListSchema,
   type CommandPayload,
   type GroupState,
-  type Playlist,
+  type PlaylistSummary,
 } from '../protocol/schemas.js';
 import { Topics, type CommandName } from '../protocol/topics.js';
 
@@ -50,7 +50,7 @@ interface LinkEvents {
   reachable: [reachable: boolean];
   /** The set of groups or any group's state changed. */
   groups: [groups: ReadonlyMap<number, GroupState>];
-  playlists: [playlists: readonly Playlist[]];
+  playlists: [playlists: readonly PlaylistSummary[]];
 }
 
 type Body<N extends CommandName> = Omit<CommandPayload<N>, 'id' | 'replyTo'>;
@@ -63,7 +63,7 @@ type Body<N extends CommandName> = Omit<CommandPayload<N>, 'id' | 'replyTo'>;
 export class HubLink extends EventEmitter<LinkEvents> {
   readonly topics: Topics;
   readonly groups = new Map<number, GroupState>();
-  playlists: Playlist[] = [];
+  playlists: PlaylistSummary[] = [];
   /**
    * The hub's group list arrived on this connection: only then may a group missing from
    * `groups` be taken as deleted (right after a connect the map can be empty or old).

@@ -4,7 +4,7 @@ import { ClockEstimator, type ClockEstimate, type ClockEstimatorOptions } from '
 import type { HubClock } from '../clock/hub-clock.js';
 import type { LocalClock } from '../clock/local-clock.js';
 import type { Logger } from '../log.js';
-import { decodeClockPacket, encodeClockPacket } from '../protocol/clock-packet.js';
+import { clockMac, clockTagValid, decodeClockPacket, encodeClockPacket, type ClockAuth } from '../protocol/clock-packet.js';
 
 export interface ClockSyncOptions {
   /** The hub's host (name or address; IPv6 may be in brackets) and clock port. */
@@ -17,6 +17,12 @@ export interface ClockSyncOptions {
   /** Seconds between "clock estimate" debug log lines (0: none). */
   logEverySeconds?: number;
   estimator?: Partial<ClockEstimatorOptions>;
+  /**
+   * The node's credential (security.token). Given, requests carry it (tagged, not the
+   * secret itself) and only replies tagged with it are used: a spoofed reply cannot move
+   * the estimate. The hub must have credentials on (it then requires them).
+   */
+  auth?: ClockAuth;
 }
 
 /**
@@ -37,6 +43,8 @@ export class ClockSync {
   private startedAt = 0;
   private resets = 0;
   private wasSynced = false;
+  /** Replies dropped because they were not authenticated with this node's credential. */
+  private unauthenticated = 0;
 
   constructor(
     readonly clock: LocalClock,
@@ -97,17 +105,30 @@ export class ClockSync {
       }
     }
     const seq = this.seq++ >>> 0;
+    // Keyed before t1 is read: only the digest sits between t1 and the send.
+    const mac = this.options.auth ? clockMac(this.options.auth) : undefined;
     const t1 = this.clock.now();
     this.pending.set(seq, t1);
     // Replies older than a second are not coming (or too slow to be any use).
     this.pending.delete((seq - 2 * (this.options.burstRate ?? 10)) >>> 0);
-    socket.send(encodeClockPacket({ kind: 'request', seq, t1, t2: 0, t3: 0 }), this.options.port, this.address);
+    socket.send(encodeClockPacket({ kind: 'request', seq, t1, t2: 0, t3: 0 }, this.options.auth, mac), this.options.port, this.address);
   }
 
   private onReply(msg: Buffer): void {
     const t4 = this.clock.now();
     const reply = decodeClockPacket(msg);
     if (!reply || reply.kind !== 'reply' || this.pending.get(reply.seq) !== reply.t1) return;
+    const auth = this.options.auth;
+    if (auth && (reply.user !== auth.user || !clockTagValid(reply, auth.secret))) {
+      // Counted, not used; said once and then every 100th, so a flood cannot flood the log.
+      if (this.unauthenticated++ % 100 === 0) {
+        this.log.warn(
+          { dropped: this.unauthenticated, tagged: reply.user !== undefined },
+          reply.user === undefined ? "clock reply without authentication ignored: the hub's credentials are off (remove security.token from this node) or someone spoofs replies" : 'clock reply with a bad tag ignored (spoofed, or the hub has other credentials)',
+        );
+      }
+      return;
+    }
     this.pending.delete(reply.seq);
     const resetsBefore = this.estimator.stats().resets;
     this.estimator.add({ t1: reply.t1, t2: reply.t2, t3: reply.t3, t4 });

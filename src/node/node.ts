@@ -86,7 +86,7 @@ export class FireflyNode {
     this.mirror = new LibraryMirror(this.db);
     const { clockOffsetSeconds, clockSkewPpm } = config.sim;
     this.clock = clockOffsetSeconds || clockSkewPpm ? new SimulatedClock(clockOffsetSeconds, clockSkewPpm) : systemClock;
-    this.clockSync = new ClockSync(this.clock, { host: hostOf(config.hub), port: config.clock.port }, log.child({ module: 'clock' }));
+    this.clockSync = new ClockSync(this.clock, { host: hostOf(config.hub), port: config.clock.port, auth: token }, log.child({ module: 'clock' }));
     this.hubClock = this.clockSync.hubClock;
     const address = grpcAddress(config.hub, DEFAULT_GRPC_PORT);
     this.libraryClient = libraryClient(address, undefined, hubAccess);

@@ -332,9 +332,44 @@ export const playlistSchema = z.object({
 });
 export type Playlist = z.infer<typeof playlistSchema>;
 
-/** Retained on `<prefix>/hub/playlists`. */
-export const playlistListSchema = z.object({ playlists: z.array(playlistSchema), at: timestamp });
+/** Most entries in one page of a playlist (a page of 10-digit ids stays far below MAX_PAYLOAD_BYTES). */
+export const PLAYLIST_PAGE_ENTRIES = 2000;
+
+/**
+ * A playlist as the retained list carries it: no entries, their count. (A list of whole
+ * playlists of up to 10,000 entries each would pass the 64 KiB payload limit.) The
+ * entries come in pages: `playlist/get`, or whole from `GET /api/playlists/<id>`. A list
+ * from an older hub (entries, no count) still reads: the count is taken from the entries.
+ */
+export const playlistSummarySchema = z.preprocess(
+  (v) => (v && typeof v === 'object' && !('entryCount' in v) && Array.isArray((v as { entryIds?: unknown }).entryIds) ? { ...v, entryCount: (v as { entryIds: unknown[] }).entryIds.length } : v),
+  z.object({
+    playlistId: id,
+    name,
+    entryCount: z.int().min(0).max(10_000),
+    /** Total playing time of the entries whose duration is known (ms). */
+    durationMs: z.number().nonnegative(),
+  }),
+);
+export type PlaylistSummary = z.infer<typeof playlistSummarySchema>;
+
+/** Retained on `<prefix>/hub/playlists`: every saved playlist, without entries. */
+export const playlistListSchema = z.object({ playlists: z.array(playlistSummarySchema), at: timestamp });
 export type PlaylistList = z.infer<typeof playlistListSchema>;
+
+/**
+ * Entries `offset` to `offset + entryIds.length` of a playlist with its summary: the reply
+ * of `playlist/get` and of the playlist/* commands that change one (their first page).
+ */
+export const playlistPageSchema = z.object({
+  playlistId: id,
+  name,
+  entryCount: z.int().min(0).max(10_000),
+  durationMs: z.number().nonnegative(),
+  offset: z.int().min(0),
+  entryIds: z.array(id).max(PLAYLIST_PAGE_ENTRIES),
+});
+export type PlaylistPage = z.infer<typeof playlistPageSchema>;
 
 export const welcomeSchema = z.object({
   nodeId: id,
@@ -396,6 +431,8 @@ export const commandSchemas = {
   'playlist/add': z.strictObject({ ...commandBase, playlistId: id, entryIds: z.array(id).min(1).max(1000), at: z.int().min(0).optional() }),
   /** Removes the entry at index `index`. */
   'playlist/remove': z.strictObject({ ...commandBase, playlistId: id, index: z.int().min(0) }),
+  /** A page of a playlist's entries (reply: a playlist page); `limit` defaults to PLAYLIST_PAGE_ENTRIES. */
+  'playlist/get': z.strictObject({ ...commandBase, playlistId: id, offset: z.int().min(0).max(10_000).optional(), limit: z.int().min(1).max(PLAYLIST_PAGE_ENTRIES).optional() }),
 } as const satisfies Record<CommandName, z.ZodType>;
 
 export type CommandPayload<N extends CommandName> = z.infer<(typeof commandSchemas)[N]>;

@@ -38,6 +38,7 @@ export const COMMAND_NAMES = [
   'playlist/delete',
   'playlist/add',
   'playlist/remove',
+  'playlist/get',
 ] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
@@ -68,7 +69,7 @@ export class Topics {
   get groups(): string {
     return `${this.prefix}/hub/groups`;
   }
-  /** Retained: every saved playlist (id, name, entries). */
+  /** Retained: every saved playlist (id, name, entry count, duration; entries through playlist/get). */
   get playlists(): string {
     return `${this.prefix}/hub/playlists`;
   }

@@ -227,7 +227,7 @@ export function LibraryView({ hub }: { hub: HubState }) {
                 <span>
                   {pl.name}
                   <small>
-                    {pl.entryIds.length} tracks · {formatTime(pl.durationMs)}
+                    {pl.entryCount} tracks · {formatTime(pl.durationMs)}
                   </small>
                 </span>
                 {groupId !== null && (

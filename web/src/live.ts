@@ -1,4 +1,4 @@
-import type { DownloadProgress, GroupState, NodeInfo, Playlist } from '../../src/protocol/schemas';
+import type { DownloadProgress, GroupState, NodeInfo, PlaylistSummary } from '../../src/protocol/schemas';
 import { api, ApiFailure, needLogin } from './api';
 
 export interface ScanStatus {
@@ -31,7 +31,7 @@ export interface HubState {
   groups: GroupState[];
   nodes: NodeInfo[];
   library: LibraryState | null;
-  playlists: Playlist[];
+  playlists: PlaylistSummary[];
   uploads: UploadStatus[];
   /** Latest heartbeat per node uuid: live clock quality and downloads. */
   beats: Record<string, Beat>;
@@ -89,13 +89,13 @@ export class LiveState {
           console.warn(`bad ${event} event`, err);
         }
       });
-    on<{ groups: GroupState[]; nodes: NodeInfo[]; library: LibraryState; playlists: Playlist[]; uploads: UploadStatus[] }>('snapshot', (s) =>
+    on<{ groups: GroupState[]; nodes: NodeInfo[]; library: LibraryState; playlists: PlaylistSummary[]; uploads: UploadStatus[] }>('snapshot', (s) =>
       this.set({ connected: true, groups: s.groups, nodes: s.nodes, library: s.library, playlists: s.playlists, uploads: s.uploads, receivedAt: this.stampGroups(s.groups) }),
     );
     on<{ groups: GroupState[] }>('groups', (g) => this.set({ groups: g.groups, receivedAt: this.stampGroups(g.groups) }));
     on<{ nodes: NodeInfo[] }>('nodes', (n) => this.set({ nodes: n.nodes }));
     on<LibraryState>('library', (l) => this.set({ library: l }));
-    on<{ playlists: Playlist[] } | null>('playlists', (p) => this.set({ playlists: p?.playlists ?? [] }));
+    on<{ playlists: PlaylistSummary[] } | null>('playlists', (p) => this.set({ playlists: p?.playlists ?? [] }));
     on<Beat>('heartbeat', (b) => this.set({ beats: { ...this.state.beats, [b.uuid]: b } }));
     on<UploadStatus>('upload', (u) => {
       const rest = this.state.uploads.filter((x) => x.uploadId !== u.uploadId);

@@ -1,5 +1,5 @@
 import type { PlatformAccessory, Service } from 'homebridge';
-import type { GroupState, Playlist } from '../../protocol/schemas.js';
+import type { GroupState, PlaylistSummary } from '../../protocol/schemas.js';
 import { homeKitName } from '../names.js';
 import type { FireflyPlatform } from '../platform.js';
 import { GroupAccessory, type GroupContext } from './group-accessory.js';
@@ -71,7 +71,7 @@ export class TelevisionAccessory extends GroupAccessory {
   }
 
   /** One InputSource per saved playlist; inputs of deleted playlists go. */
-  setInputs(playlists: readonly Playlist[]): void {
+  setInputs(playlists: readonly PlaylistSummary[]): void {
     const { Service, Characteristic } = this.platform.api.hap;
     const wanted = new Map(playlists.slice(0, MAX_INPUTS).map((p) => [`playlist-${p.playlistId}`, p]));
     for (const s of [...this.accessory.services]) {
