@@ -12,6 +12,12 @@ export type PlayerCommand = Extract<NodeCommand, { command: 'prepare' | 'start' 
 export interface PlayerOptions {
   /** Audio decoded before the node says ready (ms). */
   prerollMs: number;
+  /**
+   * ...when the whole track is already in the chunk store (ms; at most prerollMs): the
+   * decoder then runs far faster than real time, and the hub's start margin (>= 110 ms)
+   * is more than it needs to stay ahead, so the node says ready after its first block.
+   */
+  heldPrerollMs: number;
   /** Audio decoded ahead of the output at most (ms). */
   aheadMs: number;
   /** Frames per write: small, so corrections and stops act quickly. */
@@ -22,7 +28,7 @@ export interface PlayerOptions {
   rejoinMarginMs: number;
 }
 
-export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, aheadMs: 3000, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000 };
+export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40, aheadMs: 3000, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000 };
 
 export interface PlayerDeps {
   /** Open already (the node's output selection opens it). */
@@ -33,6 +39,10 @@ export interface PlayerDeps {
   openTrack: OpenTrack;
   send: (event: PlayerEvent) => void;
   log: Logger;
+  /** Whether every byte of the track is in the node's chunk store already (no download to wait for). */
+  holds?: (track: TrackRef) => boolean;
+  /** Readies a decoder for tracks of this format ahead of need (a spare ffmpeg). */
+  warmDecoder?: (format: string) => void;
 }
 
 interface Session {
@@ -167,14 +177,18 @@ export class Player {
     const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
     this.session = s;
     this.loop = this.run(s);
-    // Ready once the pre-roll is decoded (or the track is shorter than that).
-    const preroll = Math.round((this.options.prerollMs * this.rate) / 1000);
+    // Ready once the pre-roll is decoded (or the track is shorter than that); a short one when the track is all here.
+    const held = this.deps.holds?.(c.track) ?? false;
+    const prerollMs = held ? Math.min(this.options.heldPrerollMs, this.options.prerollMs) : this.options.prerollMs;
+    const preroll = Math.round((prerollMs * this.rate) / 1000);
     const started = performance.now();
     while (this.session === s && !s.timeline.error && !s.timeline.finished && s.timeline.bufferedFrames < preroll) await s.timeline.whenMoreData();
     if (this.session !== s || s.timeline.error) return;
     s.ready = true;
     this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
-    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, prepareMs: Math.round(performance.now() - started) }, 'ready');
+    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, prepareMs: Math.round(performance.now() - started) }, 'ready');
+    // Tracks of another format coming up get a decoder readied now, off the start's critical path.
+    for (const f of new Set([c.next, ...(c.upcoming ?? [])].filter((t) => t && t.format !== c.track.format).map((t) => t!.format))) this.deps.warmDecoder?.(f);
   }
 
   /** The device's delay as the write loop keeps it (silence keeps it full while waiting), plus the latency offset. */
