@@ -71,6 +71,8 @@ function spawnFfmpeg(bin: string, args: string[]): Child {
  * start-up never competes with the start of playback it was taken for.
  */
 const SPARE_REFILL_MS = 5000;
+/** After a decoder closes, its spare is started this much later (ms). */
+const SPARE_IDLE_REFILL_MS = 1000;
 
 /**
  * One idle ffmpeg per argument list, started ahead of need. Loading ffmpeg costs about
@@ -352,7 +354,9 @@ class FfmpegPcmReader implements PcmReader {
     this.kill();
     this.notify();
     await exited;
-    if (this.spareArgs) spares.refill(this.spareArgs.bin, this.spareArgs.args);
+    // A little later, so the spare's start-up does not compete with whatever comes next (a play's start).
+    const spare = this.spareArgs;
+    if (spare) setTimeout(() => spares.refill(spare.bin, spare.args), SPARE_IDLE_REFILL_MS).unref();
     if (this.spool) await rm(this.spool, { recursive: true, force: true });
   }
 }

@@ -232,7 +232,8 @@ export class Player {
       const track = t.decodingTrack;
       const frame = Math.max(0, s.positionFrames - Math.round((PARK_BEFORE_MS * this.rate) / 1000));
       if (track.entryId !== s.first.entryId) spots.unshift({ track, frame: 0 });
-      if (frame > 0) spots.push({ track, frame });
+      // A spot within the first seconds is covered by the decode from the start (it runs aheadMs ahead).
+      if (frame > (this.options.aheadMs * this.rate) / 2000) spots.push({ track, frame });
     }
     for (const spot of spots.slice(0, 2)) {
       if (!this.deps.holds(spot.track)) continue;
