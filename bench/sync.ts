@@ -20,6 +20,7 @@ import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type 
 import { readMeasure, type MeasureRecord } from '../test/helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from '../test/helpers/processes.js';
 import { UdpDelayProxy } from '../test/helpers/udp-delay-proxy.js';
+import { keepLogs } from './swarm.js';
 import { note, percentile, Table } from './util.js';
 
 export interface SyncBenchOptions {
@@ -216,6 +217,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
+    await keepLogs('command-to-sound', [{ name: 'hub', proc: r.hub.proc }, ...r.nodes]);
     all.sort((a, b) => a - b);
     worst.sort((a, b) => a - b);
     const ms = (x: number) => `${x.toFixed(1)} ms`;
