@@ -181,6 +181,8 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const skipped: number[] = [];
     /** The first round: the nodes' first play since they started (no decode kept from an earlier one). */
     let firstPlay = NaN;
+    /** Every node-play of the rounds after the first. */
+    const later: number[] = [];
     for (let i = 0; i < rounds; i++) {
       const sentWall = Date.now();
       const sent = monotonicMs();
@@ -214,6 +216,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       all.push(...lat);
       if (lat.length === firsts.length) worst.push(Math.max(...lat));
       if (i === 0) firstPlay = Math.max(...lat);
+      else later.push(...lat);
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
@@ -228,6 +231,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const table = new Table(`Command-to-sound: ${count} nodes, track held, ${rounds} plays`, ['', 'p50', 'p95', 'max'])
       .row('first frame at each output', ms(percentile(all, 50)), ms(percentile(all, 95)), ms(all.at(-1)!))
       .row('first frame at the last output', ms(percentile(worst, 50)), ms(percentile(worst, 95)), ms(worst.at(-1)!));
+    row(table, 'first frame at each output, plays after the first', later);
     row(table, '  command → hub prepared (wall clock)', toPrepare);
     row(table, '  start barrier (all ready)', barrier);
     row(table, '  a node: prepare → ready (pre-roll decoded)', prepare);
