@@ -20,7 +20,7 @@ import type { GroupState } from '../src/protocol/schemas.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode } from '../test/helpers/control-plane.js';
 import { framesOf, readMeasure } from '../test/helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from '../test/helpers/processes.js';
-import { cpuSeconds, servingStats } from './swarm.js';
+import { cpuSeconds, keepLogs, servingStats } from './swarm.js';
 import { fmtBytes, note, Table } from './util.js';
 
 const run = promisify(execFile);
@@ -115,6 +115,7 @@ export async function benchColdStart(options: ColdStartOptions = {}): Promise<st
     const endAt = anchor.hubMs - anchor.positionMs + seconds * 1000;
     const fetched = await Promise.all(nodes.map((n) => n.proc.waitForLog((l) => l.msg === 'fetched the missing chunks of a track' && l.entryId === entryId, (seconds + 60) * 1000)));
     await waitFor('the track to play out', () => monotonicMs() > endAt + 1500, (seconds + 60) * 1000, 200);
+    await keepLogs('cold-start', [{ name: 'hub', proc: hub.proc }, ...nodes]);
     const hubSent = Number((await servingStats(hub.grpc)).bytesSent) - hubBefore;
     const nodeCpu = nodes.reduce((sum, n, i) => sum + cpuSeconds(n.proc.child.pid) - cpuBefore[i], 0);
 

@@ -41,7 +41,7 @@ export function cpuSeconds(pid: number | undefined): number {
 }
 
 /** Set FIREFLY_BENCH_LOGS to a folder to keep every process's log there (FIREFLY_BENCH_LOG_LEVEL=debug for the swarm's progress lines). */
-async function keepLogs(tag: string, procs: { name: string; proc: FireflyProcess }[]): Promise<void> {
+export async function keepLogs(tag: string, procs: { name: string; proc: FireflyProcess }[]): Promise<void> {
   const dir = process.env.FIREFLY_BENCH_LOGS;
   if (!dir) return;
   await mkdir(dir, { recursive: true });

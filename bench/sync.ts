@@ -20,6 +20,7 @@ import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type 
 import { readMeasure, type MeasureRecord } from '../test/helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from '../test/helpers/processes.js';
 import { UdpDelayProxy } from '../test/helpers/udp-delay-proxy.js';
+import { keepLogs } from './swarm.js';
 import { note, percentile, Table } from './util.js';
 
 export interface SyncBenchOptions {
@@ -163,7 +164,7 @@ export async function benchSync(options: SyncBenchOptions = {}): Promise<string>
 
 export async function benchCommandToSound(options: CommandToSoundOptions = {}): Promise<string> {
   const count = options.nodes ?? 8;
-  const rounds = options.rounds ?? 10;
+  const rounds = options.rounds ?? Number(process.env.FIREFLY_BENCH_C2S_ROUNDS ?? 10);
   let r: Rig | undefined;
   try {
     note(`command-to-sound: starting a hub and ${count} nodes`);
@@ -176,6 +177,12 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const margin: number[] = [];
     const prepare: number[] = [];
     let missing = 0;
+    /** Node-plays whose first frame was not the track's first: the start reached them too late (ms of audio skipped). */
+    const skipped: number[] = [];
+    /** The first round: the nodes' first play since they started (no decode kept from an earlier one). */
+    let firstPlay = NaN;
+    /** Every node-play of the rounds after the first. */
+    const later: number[] = [];
     for (let i = 0; i < rounds; i++) {
       const sentWall = Date.now();
       const sent = monotonicMs();
@@ -190,6 +197,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
         // (it then skipped to the right frame): its first record, less the frames it skipped.
         r.nodes.map(async (n) => {
           const first = (await readMeasure(n.measure)).find((x) => x.session === g.playback.session && x.trackFrame >= 0);
+          if (first && first.trackFrame > 48) skipped.push(first.trackFrame / 48);
           return first ? first.trueMs - (first.trackFrame / 48_000) * 1000 : NaN;
         }),
       );
@@ -207,9 +215,12 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       missing += firsts.length - lat.length;
       all.push(...lat);
       if (lat.length === firsts.length) worst.push(Math.max(...lat));
+      if (i === 0) firstPlay = Math.max(...lat);
+      else later.push(...lat);
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
+    await keepLogs('command-to-sound', [{ name: 'hub', proc: r.hub.proc }, ...r.nodes]);
     all.sort((a, b) => a - b);
     worst.sort((a, b) => a - b);
     const ms = (x: number) => `${x.toFixed(1)} ms`;
@@ -220,10 +231,13 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const table = new Table(`Command-to-sound: ${count} nodes, track held, ${rounds} plays`, ['', 'p50', 'p95', 'max'])
       .row('first frame at each output', ms(percentile(all, 50)), ms(percentile(all, 95)), ms(all.at(-1)!))
       .row('first frame at the last output', ms(percentile(worst, 50)), ms(percentile(worst, 95)), ms(worst.at(-1)!));
+    row(table, 'first frame at each output, plays after the first', later);
     row(table, '  command → hub prepared (wall clock)', toPrepare);
     row(table, '  start barrier (all ready)', barrier);
     row(table, '  a node: prepare → ready (pre-roll decoded)', prepare);
     row(table, '  start margin (output delay + slack)', margin);
+    table.note(`the first play after the nodes started (nothing kept from an earlier play): ${firstPlay.toFixed(1)} ms at the last output`);
+    table.note(`node-plays that began more than 1 ms into the track (the start came too late for the output, the first audio skipped): ${skipped.length} of ${rounds * count}${skipped.length ? `, up to ${Math.max(...skipped).toFixed(1)} ms` : ''}`);
     if (missing > 0) table.note(`${missing} node-plays had no frame 1 s after the start (late joiners after the barrier timeout): left out of the first row, and their rounds out of the second`);
     return table
       .note('from the play command published over MQTT to the first frame played by the measurement outputs (goal p95 ≤ 150 ms)')

@@ -193,6 +193,12 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     assert.ok(Math.abs(g.playback.anchor!.positionMs - paused.playback.positionMs) < 1, 'resumes where it paused');
     await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
     await assertInSync(g, 'resume');
+    // The resume was served by the decode each node kept going at the pause (held track),
+    // and the check above says its frames play exactly on the new schedule.
+    for (const n of nodes.filter((x) => x.proc)) {
+      const ready = n.proc!.logs.find((l) => l.msg === 'ready' && l.session === session);
+      assert.equal(ready?.parked, true, `${n.name}: resume not served by the parked decode: ${JSON.stringify(ready)}`);
+    }
   });
 
   it('seek moves every node to the new position, together; a node started mid-track joins in sync', async () => {

@@ -123,6 +123,9 @@ describe('streaming start: a member whose stream stalls drops out and rejoins in
     const reported = during.flatMap((s) => s.errors ?? []).find((e) => e.nodeId === studyId && /fell behind/.test(e.message));
     assert.ok(reported, `no 'fell behind' error for the study node in the group state: ${JSON.stringify(during.at(-1)?.errors)}`);
     for (const n of nodes.slice(0, 2)) assert.ok(!n.proc!.logs.some((l) => l.msg.startsWith('fell behind')), `${n.name} dropped out too`);
+    // ...and once the member rejoined, the entry is resolved: the last state of the session no longer lists it.
+    const last = during.at(-1)!;
+    assert.ok(!(last.errors ?? []).some((e) => e.nodeId === studyId && /fell behind/.test(e.message)), `the 'fell behind' error stayed after the rejoin: ${JSON.stringify(last.errors)}`);
 
     const perNode = await Promise.all(nodes.map(async (n) => framesOf(await readMeasure(n.measure), session, entryId)));
     // The others: no audio missing. The stalled one: one silent stretch, then the rest of the track.

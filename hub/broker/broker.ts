@@ -153,6 +153,8 @@ export class EmbeddedBroker {
     aedes.on('clientError', (client, err) => this.log.debug({ client: client?.id, err: err.message }, 'MQTT client error'));
     aedes.on('connectionError', (client, err) => this.log.debug({ client: client?.id, err: err.message }, 'MQTT connection error'));
     const handle = (socket: Socket) => {
+      // Small control packets go out at once (no Nagle wait behind a client's delayed ACK).
+      socket.setNoDelay(true);
       this.guard(socket);
       aedes.handle(socket);
     };

@@ -71,6 +71,8 @@ interface Session {
 }
 
 const MAX_ERRORS = 10;
+/** The group's error entry for a member that dropped out; removed again once it rejoined. */
+const BEHIND_MESSAGE = 'fell behind the play position (the track did not arrive fast enough): silent until it has a safe margin again, then it rejoins in sync';
 /** Tracks after the next one that nodes are told (they play on through them while the hub is away). */
 export const UPCOMING_TRACKS = 4;
 /** How far ahead in the queue a member's track report is looked for (it played on while the hub was away). */
@@ -251,10 +253,16 @@ export class SyncCoordinator {
     if (!s || event.session !== s.id) return;
     if (event.event === 'behind') {
       this.log.warn({ nodeId, entryId: event.entryId }, 'a member fell behind the play position and dropped out; the group plays on');
-      return this.recordError(nodeId, event.entryId, 'fell behind the play position (the track did not arrive fast enough): silent until it has a safe margin again, then it rejoins in sync');
+      return this.recordError(nodeId, event.entryId, BEHIND_MESSAGE);
     }
     if (event.event === 'rejoined') {
       this.log.info({ nodeId, entryId: event.entryId, silentMs: event.silentMs }, 'a member that fell behind rejoined in sync');
+      // Resolved: the member plays again, so its 'fell behind' entry leaves the group's errors.
+      const left = this.errors.filter((e) => !(e.nodeId === nodeId && e.message === BEHIND_MESSAGE));
+      if (left.length !== this.errors.length) {
+        this.errors = left;
+        this.changed();
+      }
       return;
     }
     if (event.event === 'ready') {

@@ -17,7 +17,7 @@ import { loadIdentity, type NodeIdentity } from './identity.js';
 import { LibraryMirror } from './library-mirror.js';
 import { LibrarySync, type SyncReport } from './library-sync.js';
 import { openNodeDb } from './node-db.js';
-import { openDecoder } from './decode/ffmpeg.js';
+import { openDecoder, warmDecoder } from './decode/ffmpeg.js';
 import { selectOutput } from './output/select.js';
 import { DEFAULT_PLAYER, Player } from './player/player.js';
 import { TrackSource } from './player/track-source.js';
@@ -175,6 +175,19 @@ export class FireflyNode {
     });
   }
 
+  private warmed = false;
+
+  /** Once the library is known: a decoder for its most common format waits, so even the first play starts at once. */
+  private warmCommonFormat(): void {
+    if (this.warmed || this.stopped) return;
+    const counts = new Map<string, number>();
+    for (const e of this.mirror.entries()) if (e.format && e.status === 'OK') counts.set(e.format, (counts.get(e.format) ?? 0) + 1);
+    const top = [...counts].sort((a, b) => b[1] - a[1])[0];
+    if (!top) return;
+    this.warmed = true;
+    warmDecoder(top[0], PLAYBACK_FORMAT.sampleRate, PLAYBACK_FORMAT.channels);
+  }
+
   /** Where peers reach this node's chunk server: serve.advertiseHost, else the address it reaches the broker from. */
   serveAddress(): string | null {
     const port = this.chunkServer.boundPort;
@@ -201,6 +214,7 @@ export class FireflyNode {
     await this.chunkServer.start();
     const loop = async () => {
       await this.syncOnce();
+      this.warmCommonFormat();
       if (!this.stopped) this.timer = setTimeout(() => void loop(), this.config.sync.intervalSeconds * 1000);
     };
     void loop();
@@ -216,7 +230,7 @@ export class FireflyNode {
     );
     this.log.info({ output: output.kind, reason }, 'audio output');
     this.player = new Player(
-      { output, clock: this.clock, hubClock: this.hubClock, openDecoder, openTrack: this.tracks.open, send: (e) => this.agent.sendPlayerEvent(e), log: this.log.child({ module: 'player' }) },
+      { output, clock: this.clock, hubClock: this.hubClock, openDecoder, openTrack: this.tracks.open, send: (e) => this.agent.sendPlayerEvent(e), log: this.log.child({ module: 'player' }), holds: this.tracks.holds, warmDecoder: (f) => warmDecoder(f, PLAYBACK_FORMAT.sampleRate, PLAYBACK_FORMAT.channels) },
       { ...DEFAULT_PLAYER, prerollMs: this.config.playback.prerollMs },
     );
     this.player.setVolume(this.agent.volume, this.agent.groupVolume);

@@ -57,6 +57,8 @@ export function connectBroker(options: BrokerOptions, onError: (message: string)
     ...(options.tls ? { ca: options.tls.ca, rejectUnauthorized: options.tls.rejectUnauthorized ?? true } : {}),
   });
   client.on('error', (err) => onError(`MQTT broker ${options.url}: ${err.message}`));
+  // Commands are small packets that must go out at once: no Nagle wait behind a delayed ACK.
+  client.on('connect', () => (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true));
   return client;
 }
 

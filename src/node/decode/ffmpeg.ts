@@ -71,6 +71,8 @@ function spawnFfmpeg(bin: string, args: string[]): Child {
  * start-up never competes with the start of playback it was taken for.
  */
 const SPARE_REFILL_MS = 5000;
+/** After a decoder closes, its spare is started this much later (ms). */
+const SPARE_IDLE_REFILL_MS = 1000;
 
 /**
  * One idle ffmpeg per argument list, started ahead of need. Loading ffmpeg costs about
@@ -109,6 +111,31 @@ class SpareDecoders {
 }
 
 const spares = new SpareDecoders();
+
+/** ffmpeg's arguments for one decode: forced demuxer, first audio stream, s16le at the asked rate and channels on stdout. */
+function ffmpegArgs(format: string, input: string, sampleRate: number, channels: number): string[] {
+  return [
+    '-hide_banner', '-nostdin', '-loglevel', 'error',
+    // Stop at the first broken frame instead of concealing it: a bad track is reported, not played.
+    '-xerror',
+    '-f', DEMUXER[format], '-i', input,
+    '-map', '0:a:0', '-vn', '-sn', '-dn',
+    '-af', `aresample=${sampleRate}:resampler=soxr:precision=28:internal_sample_fmt=fltp`,
+    '-ac', String(channels),
+    '-f', 's16le', '-c:a', 'pcm_s16le', 'pipe:1',
+  ];
+}
+
+/**
+ * Starts a spare ffmpeg for tracks of this format at this output rate, if none is
+ * waiting, so the next play of such a track does not pay for loading ffmpeg (tens of ms
+ * of CPU, hundreds when every node of a group starts one at once on a small machine).
+ * Formats read from a spooled file (m4a) get none: their input is not a pipe.
+ */
+export function warmDecoder(format: string, sampleRate: number, channels: number, settings: FfmpegDecoderOptions = {}): void {
+  if (!(format in DEMUXER) || NEEDS_SEEKABLE_INPUT.has(format)) return;
+  spares.refill(settings.ffmpeg ?? 'ffmpeg', ffmpegArgs(format, 'pipe:0', sampleRate, channels));
+}
 
 class FfmpegPcmReader implements PcmReader {
   readonly sampleRate: number;
@@ -175,16 +202,7 @@ class FfmpegPcmReader implements PcmReader {
       await pipeline(this.bytes, createWriteStream(input));
       if (this.closed) return;
     }
-    const args = [
-      '-hide_banner', '-nostdin', '-loglevel', 'error',
-      // Stop at the first broken frame instead of concealing it: a bad track is reported, not played.
-      '-xerror',
-      '-f', DEMUXER[this.format], '-i', input,
-      '-map', '0:a:0', '-vn', '-sn', '-dn',
-      '-af', `aresample=${this.sampleRate}:resampler=soxr:precision=28:internal_sample_fmt=fltp`,
-      '-ac', String(this.channels),
-      '-f', 's16le', '-c:a', 'pcm_s16le', 'pipe:1',
-    ];
+    const args = ffmpegArgs(this.format, input, this.sampleRate, this.channels);
     const bin = this.settings.ffmpeg ?? 'ffmpeg';
     if (input === 'pipe:0') this.spareArgs = { bin, args };
     const child = input === 'pipe:0' ? spares.take(bin, args) : spawnFfmpeg(bin, args);
@@ -336,7 +354,9 @@ class FfmpegPcmReader implements PcmReader {
     this.kill();
     this.notify();
     await exited;
-    if (this.spareArgs) spares.refill(this.spareArgs.bin, this.spareArgs.args);
+    // A little later, so the spare's start-up does not compete with whatever comes next (a play's start).
+    const spare = this.spareArgs;
+    if (spare) setTimeout(() => spares.refill(spare.bin, spare.args), SPARE_IDLE_REFILL_MS).unref();
     if (this.spool) await rm(this.spool, { recursive: true, force: true });
   }
 }

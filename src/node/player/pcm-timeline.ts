@@ -77,6 +77,11 @@ export class PcmTimeline {
     return this.current.track.entryId;
   }
 
+  /** The track the decoder is in, as the hub named it. */
+  get decodingTrack(): TrackRef {
+    return this.current.track;
+  }
+
   /** The track the head of the timeline belongs to. */
   get headEntryId(): number {
     return this.blocks[0]?.entryId ?? this.current.track.entryId;

@@ -12,6 +12,12 @@ export type PlayerCommand = Extract<NodeCommand, { command: 'prepare' | 'start' 
 export interface PlayerOptions {
   /** Audio decoded before the node says ready (ms). */
   prerollMs: number;
+  /**
+   * ...when the whole track is already in the chunk store (ms; at most prerollMs): the
+   * decoder then runs far faster than real time, and the hub's start margin (>= 110 ms)
+   * is more than it needs to stay ahead, so the node says ready after its first block.
+   */
+  heldPrerollMs: number;
   /** Audio decoded ahead of the output at most (ms). */
   aheadMs: number;
   /** Frames per write: small, so corrections and stops act quickly. */
@@ -22,7 +28,7 @@ export interface PlayerOptions {
   rejoinMarginMs: number;
 }
 
-export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, aheadMs: 3000, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000 };
+export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40, aheadMs: 3000, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000 };
 
 export interface PlayerDeps {
   /** Open already (the node's output selection opens it). */
@@ -33,7 +39,24 @@ export interface PlayerDeps {
   openTrack: OpenTrack;
   send: (event: PlayerEvent) => void;
   log: Logger;
+  /** Whether every byte of the track is in the node's chunk store already (no download to wait for). */
+  holds?: (track: TrackRef) => boolean;
+  /** Readies a decoder for tracks of this format ahead of need (a spare ffmpeg). */
+  warmDecoder?: (format: string) => void;
 }
+
+/**
+ * A decode kept ready after a session ended (stop or pause): the track from `fromFrame`,
+ * decoding ahead, so a prepare of the same track at a position it covers (play again
+ * from the start, resume where it paused) is ready at once instead of opening a decoder.
+ */
+interface Parked {
+  track: TrackRef;
+  timeline: PcmTimeline;
+}
+
+/** Parked decodes start this far before the position a paused session had written (the hub resumes at the audible position, a little behind). */
+const PARK_BEFORE_MS = 1000;
 
 interface Session {
   id: string;
@@ -70,6 +93,12 @@ export class Player {
   private readonly channels: number;
   private readonly writeFrames: number;
   private closed = false;
+  /** Decodes kept ready after the last session ended (at most two: the track's start, and where it stopped). */
+  private parked: Parked[] = [];
+  /** Parked decodes being closed. */
+  private closing: Promise<unknown>[] = [];
+  /** Which session a timeline's errors belong to (a parked timeline changes hands). */
+  private readonly owners = new WeakMap<PcmTimeline, string>();
   /** Serialises commands: a stop must not overtake the prepare it cancels. */
   private chain: Promise<void> = Promise.resolve();
 
@@ -111,6 +140,7 @@ export class Player {
     this.closed = true;
     await this.chain;
     await this.end();
+    await this.unpark();
     await this.deps.output.close();
   }
 
@@ -145,36 +175,93 @@ export class Player {
       if (ahead) t.setNext(c.upcoming?.[0] ?? null, c.upcoming?.slice(1));
       else t.setNext(c.next, c.upcoming);
     } else if (s?.id === c.session) {
-      await this.end();
+      // Stopped or paused: keep the track decoding from where a replay or resume would start.
+      await this.end(true);
     }
   }
 
-  private async prepare(c: Extract<PlayerCommand, { command: 'prepare' }>): Promise<void> {
-    const startFrame = Math.round((c.positionMs * this.rate) / 1000);
-    const timeline = new PcmTimeline(
-      c.track,
+  /** A timeline over `track` from `startFrame`; its errors go to whichever session owns it then. */
+  private timeline(track: TrackRef, startFrame: number, next: TrackRef | null, upcoming: readonly TrackRef[] | undefined): PcmTimeline {
+    const timeline: PcmTimeline = new PcmTimeline(
+      track,
       startFrame,
-      c.next,
+      next,
       this.deps.openTrack,
       this.deps.openDecoder,
       { sampleRate: this.rate, channels: this.channels, aheadFrames: Math.round((this.options.aheadMs * this.rate) / 1000), readFrames: 4096 },
       (entryId, message) => {
-        this.deps.log.warn({ session: c.session, entryId, err: message }, 'cannot play the track');
-        this.deps.send({ event: 'error', session: c.session, entryId, message });
+        const session = this.owners.get(timeline);
+        if (session === undefined) return this.deps.log.debug({ entryId, err: message }, 'a parked decode failed; dropped');
+        this.deps.log.warn({ session, entryId, err: message }, 'cannot play the track');
+        this.deps.send({ event: 'error', session, entryId, message });
       },
-      c.upcoming,
+      upcoming,
     );
+    return timeline;
+  }
+
+  /** A parked decode of this track that covers startFrame, moved to it; undefined if none. All others are closed. */
+  private async unpark(track?: TrackRef, startFrame = 0): Promise<PcmTimeline | undefined> {
+    let found: PcmTimeline | undefined;
+    for (const p of this.parked) {
+      const t = p.timeline;
+      const covers =
+        !found && track && p.track.entryId === track.entryId && p.track.contentId === track.contentId && !t.error &&
+        t.decodingEntryId === track.entryId && t.headFrame <= startFrame && startFrame <= t.headFrame + t.bufferedFrames;
+      if (covers) {
+        t.drop(startFrame - t.headFrame);
+        found = t;
+      } else this.closing.push(t.close().catch(() => undefined));
+    }
+    this.parked = [];
+    // Not awaited here: a decoder's exit is off the start's path (close() waits for them all).
+    if (!track) await Promise.all(this.closing.splice(0));
+    return found;
+  }
+
+  /**
+   * After a session ends: decodes of its track kept ready, from its start and from a
+   * little before where it was, if the node holds the whole track (a parked decode never
+   * fetches anything).
+   */
+  private park(s: Session): void {
+    if (this.closed || !this.deps.holds) return;
+    const t = s.timeline;
+    const spots: { track: TrackRef; frame: number }[] = [{ track: s.first, frame: 0 }];
+    if (s.writingEntry !== undefined && s.writingEntry === t.decodingEntryId) {
+      const track = t.decodingTrack;
+      const frame = Math.max(0, s.positionFrames - Math.round((PARK_BEFORE_MS * this.rate) / 1000));
+      if (track.entryId !== s.first.entryId) spots.unshift({ track, frame: 0 });
+      // A spot within the first seconds is covered by the decode from the start (it runs aheadMs ahead).
+      if (frame > (this.options.aheadMs * this.rate) / 2000) spots.push({ track, frame });
+    }
+    for (const spot of spots.slice(0, 2)) {
+      if (!this.deps.holds(spot.track)) continue;
+      this.parked.push({ track: spot.track, timeline: this.timeline(spot.track, spot.frame, null, []) });
+    }
+  }
+
+  private async prepare(c: Extract<PlayerCommand, { command: 'prepare' }>): Promise<void> {
+    const started = performance.now();
+    const startFrame = Math.round((c.positionMs * this.rate) / 1000);
+    const reused = await this.unpark(c.track, startFrame);
+    if (reused) reused.setNext(c.next, c.upcoming);
+    const timeline = reused ?? this.timeline(c.track, startFrame, c.next, c.upcoming);
+    this.owners.set(timeline, c.session);
     const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
     this.session = s;
     this.loop = this.run(s);
-    // Ready once the pre-roll is decoded (or the track is shorter than that).
-    const preroll = Math.round((this.options.prerollMs * this.rate) / 1000);
-    const started = performance.now();
+    // Ready once the pre-roll is decoded (or the track is shorter than that); a short one when the track is all here.
+    const held = this.deps.holds?.(c.track) ?? false;
+    const prerollMs = held ? Math.min(this.options.heldPrerollMs, this.options.prerollMs) : this.options.prerollMs;
+    const preroll = Math.round((prerollMs * this.rate) / 1000);
     while (this.session === s && !s.timeline.error && !s.timeline.finished && s.timeline.bufferedFrames < preroll) await s.timeline.whenMoreData();
     if (this.session !== s || s.timeline.error) return;
     s.ready = true;
     this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
-    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, prepareMs: Math.round(performance.now() - started) }, 'ready');
+    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, prepareMs: Math.round(performance.now() - started) }, 'ready');
+    // Tracks of another format coming up get a decoder readied now, off the start's critical path.
+    for (const f of new Set([c.next, ...(c.upcoming ?? [])].filter((t) => t && t.format !== c.track.format).map((t) => t!.format))) this.deps.warmDecoder?.(f);
   }
 
   /** The device's delay as the write loop keeps it (silence keeps it full while waiting), plus the latency offset. */
@@ -192,15 +279,18 @@ export class Player {
     this.deps.log.info({ session: s.id, entryId: s.writingEntry, ended: s.ended }, 'the hub asked again for the session under way; reported where it stands');
   }
 
-  /** Ends the current session: the loop stops, queued audio is dropped, the decoder closed. */
-  private async end(): Promise<void> {
+  /** Ends the current session: the loop stops, queued audio is dropped, the decoder closed; `park` keeps its track ready to go again. */
+  private async end(park = false): Promise<void> {
     const s = this.session;
     if (!s) return;
     this.session = undefined;
     await this.loop;
     this.loop = undefined;
+    this.owners.delete(s.timeline);
     await s.timeline.close();
     await this.deps.output.flush();
+    await this.unpark();
+    if (park) this.park(s);
   }
 
   /** The write loop of one session, paced by the output's back-pressure. */
