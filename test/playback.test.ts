@@ -15,7 +15,7 @@ import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
 import type { CommandName } from '../src/protocol/topics.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { agreement, framesOf, readMeasure, type MeasureRecord } from './helpers/measure.js';
+import { agreement, frameZeroMs, framesOf, readMeasure, type MeasureRecord } from './helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
 
 const RATE = 48000;
@@ -58,22 +58,8 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
   }
 
   /** The first group state after `since` (a mark) that passes `match`. */
-  function stateAfter(since: number, what: string, match: (g: GroupState) => boolean, timeoutMs = 15_000): Promise<GroupState> {
-    const topic = observer.topics.groupState(groupId);
-    return waitFor(
-      what,
-      () => {
-        for (const m of observer.messages.slice(since)) {
-          if (m.topic !== topic || m.payload.length === 0) continue;
-          const g = JSON.parse(m.payload.toString()) as GroupState;
-          if (match(g)) return g;
-        }
-        return undefined;
-      },
-      timeoutMs,
-      20,
-    );
-  }
+  const stateAfter = (since: number, what: string, match: (g: GroupState) => boolean, timeoutMs = 15_000): Promise<GroupState> =>
+    observer.after<GroupState>(since, observer.topics.groupState(groupId), what, match, timeoutMs);
 
   /** The first started session (anchor set) published after `since`. */
   function started(since: number): Promise<GroupState> {
@@ -234,12 +220,10 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     await assertInSync(cState, 'gapless into the next track', entries.get('c.ogg'));
     // Gapless: c's first frame plays exactly where b's decoded length ends (6 s at 48 kHz).
     for (const r of await records()) {
-      // When frame 0 played: from the first recorded frame, since a drift correction that
-      // drops a single frame can drop frame 0 itself (it then goes unrecorded).
       const zero = (entryId: number) => {
-        const [[frame, trueMs]] = [...framesOf(r, session!, entryId)].sort((x, y) => x[0] - y[0]);
-        assert.ok(frame <= 1, `entry ${entryId} starts at frame ${frame}, not 0`);
-        return trueMs - (frame * 1000) / RATE;
+        const t = frameZeroMs(r, session!, entryId, RATE);
+        assert.ok(t !== undefined, `entry ${entryId} does not start at frame 0`);
+        return t;
       };
       const b0 = zero(entries.get('b.flac')!);
       const c0 = zero(entries.get('c.ogg')!);
