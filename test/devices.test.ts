@@ -8,12 +8,12 @@
  * group's timeline and with the native nodes' measured frames.
  */
 import { strict as assert } from 'node:assert';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { monotonicMs } from '../src/clock/local-clock.js';
-import type { CommandReply, GroupState, NodeList } from '../src/protocol/schemas.js';
+import type { GroupState, NodeList } from '../src/protocol/schemas.js';
 import type { CommandName } from '../src/protocol/topics.js';
 import { makeTrack } from './helpers/audio.js';
 import { embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
@@ -47,15 +47,7 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
   const ids = { cast: 0, sonos: 0 };
   let httpPort = 0;
 
-  async function command(name: CommandName, body: Record<string, unknown>): Promise<unknown> {
-    const id = randomBytes(4).toString('hex');
-    const replyTo = observer.topics.reply(`test-${id}`);
-    await observer.subscribe(replyTo);
-    await observer.publish(observer.topics.command(name), { ...body, id, replyTo });
-    const reply = await observer.waitFor<CommandReply>(`reply to ${name}`, replyTo);
-    assert.ok(reply.ok, `${name} refused: ${reply.error?.message}`);
-    return reply.result;
-  }
+  const command = (name: CommandName, body: Record<string, unknown>): Promise<unknown> => observer.command(name, body);
 
   const state = () => observer.last<GroupState>(observer.topics.groupState(groupId))!;
   const mark = () => observer.messages.length;
@@ -134,10 +126,7 @@ describe('Chromecast and Sonos in a mixed group (hub, 2 native nodes, Cast and S
     ids.sonos = list.nodes.find((n) => n.kind === 'sonos')!.nodeId;
     const created = (await command('group/create', { name: 'Mixed', members: list.nodes.map((n) => n.nodeId) })) as GroupState;
     groupId = created.groupId;
-    await waitFor('clocks synced', () => {
-      const beats = observer.messages.filter((m) => m.topic.endsWith('/heartbeat') && !/\/node\/(cast|sonos)-/.test(m.topic)).slice(-6).map((m) => JSON.parse(m.payload.toString()) as { clock: { synced: boolean } });
-      return beats.length >= 4 && beats.every((b) => b.clock.synced);
-    }, 30_000);
+    await observer.clocksSynced({ skip: /\/node\/(cast|sonos)-/ });
     await new Promise((r) => setTimeout(r, 1500));
   });
 

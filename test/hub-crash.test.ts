@@ -85,14 +85,7 @@ describe('hub crash during playback (kill -9, 60 s away, restart on the same dat
     const created = JSON.parse(await ctl(broker, ['group', 'create', 'House', ...nodes.map((n) => n.name), '--json'])) as GroupState;
     groupId = created.groupId;
     await ctl(broker, ['group', 'volume', 'House', '70']);
-    await waitFor(
-      'clocks synced',
-      () => {
-        const beats = observer.messages.filter((m) => m.topic.endsWith('/heartbeat')).slice(-6).map((m) => JSON.parse(m.payload.toString()) as { clock: { synced: boolean } });
-        return beats.length >= 6 && beats.every((b) => b.clock.synced);
-      },
-      30_000,
-    );
+    await observer.clocksSynced({ least: 6 });
     // Drift needs a longer look than sync does: the nodes will extrapolate it for a minute.
     await new Promise((r) => setTimeout(r, 15_000));
   });

@@ -6,12 +6,11 @@
  * clock is that same clock, so the group state's anchor says when it should have.
  */
 import { strict as assert } from 'node:assert';
-import { randomBytes } from 'node:crypto';
 import { readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { monotonicMs } from '../src/clock/local-clock.js';
-import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
+import type { GroupState } from '../src/protocol/schemas.js';
 import type { CommandName } from '../src/protocol/topics.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
@@ -38,15 +37,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
   const entries = new Map<string, number>();
   const nodes: { name: string; proc?: FireflyProcess; measure: string; args: string[]; dataDir?: string }[] = [];
 
-  async function command(name: CommandName, body: Record<string, unknown>): Promise<unknown> {
-    const id = randomBytes(4).toString('hex');
-    const replyTo = observer.topics.reply(`test-${id}`);
-    await observer.subscribe(replyTo);
-    await observer.publish(observer.topics.command(name), { ...body, id, replyTo });
-    const reply = await observer.waitFor<CommandReply>(`reply to ${name}`, replyTo);
-    assert.ok(reply.ok, `${name} refused: ${reply.error?.message}`);
-    return reply.result;
-  }
+  const command = (name: CommandName, body: Record<string, unknown>): Promise<unknown> => observer.command(name, body);
 
   function state(): GroupState | undefined {
     return observer.last<GroupState>(observer.topics.groupState(groupId));
@@ -130,10 +121,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     const created = JSON.parse(await ctl(broker, ['group', 'create', 'House', names[0], names[1], '--json'])) as GroupState;
     groupId = created.groupId;
     // Clock sync first: every heartbeat says synced.
-    await waitFor('clocks synced', () => {
-      const beats = observer.messages.filter((m) => m.topic.endsWith('/heartbeat')).slice(-6).map((m) => JSON.parse(m.payload.toString()) as { clock: { synced: boolean } });
-      return beats.length >= 4 && beats.every((b) => b.clock.synced);
-    }, 30_000);
+    await observer.clocksSynced();
   });
 
   after(async () => {

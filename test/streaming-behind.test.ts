@@ -72,14 +72,7 @@ describe('streaming start: a member whose stream stalls drops out and rejoins in
     for (const n of nodes) await n.proc!.waitForLog('sync complete', 60_000);
     await waitFor('nodes known to the hub', async () => (await ctl(broker, ['nodes', '--json'])).trim().split('\n').length >= nodes.length);
     groupId = (JSON.parse(await ctl(broker, ['group', 'create', 'House', ...nodes.map((n) => n.name), '--json'])) as GroupState).groupId;
-    await waitFor(
-      'clocks synced',
-      () => {
-        const beats = observer.messages.filter((m) => m.topic.endsWith('/heartbeat')).slice(-9).map((m) => JSON.parse(m.payload.toString()) as { clock: { synced: boolean } });
-        return beats.length >= 6 && beats.every((b) => b.clock.synced);
-      },
-      30_000,
-    );
+    await observer.clocksSynced({ window: 9, least: 6 });
   });
 
   after(async () => {

@@ -85,14 +85,7 @@ describe('streaming start: a track no member holds (hub upload capped, nodes wit
     await waitFor('nodes known to the hub', async () => (await ctl(broker, ['nodes', '--json'])).trim().split('\n').length >= nodes.length);
     const created = JSON.parse(await ctl(broker, ['group', 'create', 'House', ...nodes.map((n) => n.name), '--json'])) as GroupState;
     groupId = created.groupId;
-    await waitFor(
-      'clocks synced',
-      () => {
-        const beats = observer.messages.filter((m) => m.topic.endsWith('/heartbeat')).slice(-9).map((m) => JSON.parse(m.payload.toString()) as { clock: { synced: boolean } });
-        return beats.length >= 6 && beats.every((b) => b.clock.synced);
-      },
-      30_000,
-    );
+    await observer.clocksSynced({ window: 9, least: 6 });
   });
 
   after(async () => {

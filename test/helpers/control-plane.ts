@@ -153,6 +153,26 @@ export class Observer {
     return this.json<T>(topic).at(-1);
   }
 
+  /**
+   * Waits until the last `window` node heartbeats seen (at least `least` of them) all
+   * say the clock is synced. Subscribe to `<prefix>/node/+/heartbeat` first; `skip`
+   * leaves out heartbeats whose topic it matches (speakers, which have no clock of their own).
+   */
+  clocksSynced(options: { window?: number; least?: number; skip?: RegExp; timeoutMs?: number } = {}): Promise<true> {
+    const { window = 6, least = 4, skip, timeoutMs = 30_000 } = options;
+    return waitFor(
+      'clocks synced',
+      () => {
+        const beats = this.messages
+          .filter((m) => m.topic.endsWith('/heartbeat') && !(skip && skip.test(m.topic)))
+          .slice(-window)
+          .map((m) => JSON.parse(m.payload.toString()) as { clock: { synced: boolean } });
+        return beats.length >= least && beats.every((b) => b.clock.synced);
+      },
+      timeoutMs,
+    );
+  }
+
   /** A mark: messages after it are the ones `after` looks at. */
   mark(): number {
     return this.messages.length;
