@@ -72,6 +72,7 @@ async function rig(count: number, trackSeconds: number, simulate: boolean): Prom
     const measure = join(await tempDir('firefly-bench-measure-'), 'frames.jsonl');
     const sim = simulate ? SIM[i % SIM.length] : undefined;
     const args = ['--serve-host', '127.0.0.1', '--serve-port', '0', '--output', 'measure', '--measure-file', measure, '--output-buffer', '50'];
+    if (process.env.FIREFLY_BENCH_LOG_LEVEL) args.push('--log-level', process.env.FIREFLY_BENCH_LOG_LEVEL);
     if (sim) args.push('--clock-port', String(proxy!.port), `--sim-clock-offset=${sim.offsetSeconds}`, `--sim-clock-skew=${sim.skewPpm}`, `--sim-output-rate-error=${sim.rateErrorPpm}`);
     const { proc } = await startControlNode(broker, hub, { name: `bench${i}`, extraArgs: args });
     nodes.push({ name: `bench${i}`, proc, measure });
@@ -137,6 +138,7 @@ export async function benchSync(options: SyncBenchOptions = {}): Promise<string>
     const start = g.playback.anchor!.hubMs;
     note(`sync: playing for ${minutes} min`);
     await new Promise((res) => setTimeout(res, minutes * 60_000 + 2000));
+    await keepLogs('sync', [{ name: 'hub', proc: r.hub.proc }, ...r.nodes]);
     const perNode = await Promise.all(r.nodes.map(async (n) => timeline(await readMeasure(n.measure))));
     const spreads: { at: number; spread: number }[] = [];
     for (const [frame, t0] of perNode[0]) {

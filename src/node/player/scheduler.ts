@@ -20,13 +20,17 @@ export interface SchedulerOptions {
   sampleRate: number;
   /** Beyond this error, jump: drop or insert the whole difference at once (a hard re-sync). */
   hardResyncMs: number;
-  /** Below this error (frames), do nothing: the estimate's noise must not make corrections. */
+  /**
+   * Below this error (frames), do nothing. Half a frame: a node can only move by whole
+   * frames, so this keeps it within ±half a frame (±10 µs at 48 kHz) of its schedule;
+   * the clock estimate is slewed, so its noise does not make corrections back and forth.
+   */
   deadbandFrames: number;
   /** Single-frame corrections are at least this many frames apart (1000: at most 0.1 % speed change, inaudible). */
   minFramesBetweenCorrections: number;
 }
 
-export const DEFAULT_SCHEDULER: Omit<SchedulerOptions, 'sampleRate'> = { hardResyncMs: 5, deadbandFrames: 1, minFramesBetweenCorrections: 1000 };
+export const DEFAULT_SCHEDULER: Omit<SchedulerOptions, 'sampleRate'> = { hardResyncMs: 5, deadbandFrames: 0.5, minFramesBetweenCorrections: 1000 };
 
 export interface Position {
   /** The node's clock now (ms), read together with `delayFrames`. */
@@ -83,6 +87,11 @@ export class Scheduler {
     return this.anchor.frame + ((hubMs - this.anchor.atHubMs) * this.options.sampleRate) / 1000;
   }
 
+  /** The timeline frame (fractional) that plays at hub time `hubMs`. */
+  frameAtHub(hubMs: number): number {
+    return this.anchor.frame + ((hubMs - this.anchor.atHubMs) * this.options.sampleRate) / 1000;
+  }
+
   /** The hub time at which timeline frame `frame` plays. */
   hubTimeOf(frame: number): number {
     return this.anchor.atHubMs + ((frame - this.anchor.frame) * 1000) / this.options.sampleRate;
@@ -114,7 +123,8 @@ export class Scheduler {
       if (errorFrames >= this.options.deadbandFrames) correction = { kind: 'drop', frames: 1 };
       else if (errorFrames <= -this.options.deadbandFrames) correction = { kind: 'repeat', frames: 1 };
     }
-    if (correction.kind === 'drop' && correction.frames === 1) this.stats.dropped++;
+    // A frame skipped to line up the first frame is the start, not a drift correction.
+    if (correction.kind === 'drop' && correction.frames === 1 && this.playing) this.stats.dropped++;
     if (correction.kind === 'repeat') this.stats.repeated++;
     if (correction.kind !== 'none') this.sinceCorrection = 0;
     return { targetFrame, errorFrames, correction };
