@@ -46,6 +46,8 @@ export class Playback implements PlaybackDirectory {
     private readonly options: CoordinatorOptions = DEFAULT_COORDINATOR,
     /** The hub's clock (hub/clock/hub-time.ts), which runs on across a restart. */
     private readonly now: () => number = monotonicMs,
+    /** Does the node (uuid) hold the whole content (hex id)? From its announced holdings (hub/swarm/holdings.ts). */
+    private readonly holdsWhole?: (uuid: string, contentId: string) => boolean,
   ) {
     db.exec(SESSION_SCHEMA);
   }
@@ -203,6 +205,10 @@ export class Playback implements PlaybackDirectory {
         onlineMembers: () => (this.groups.state(groupId)?.members ?? []).filter((m) => this.registry.isOnline(m.nodeId)).map((m) => m.nodeId),
         send: (nodeId, command) => this.send(nodeId, command),
         sendOutput: (nodeId) => this.sendOutput(nodeId),
+        holds: (nodeId, contentId) => {
+          const uuid = this.registry.info(nodeId)?.uuid;
+          return uuid !== undefined && this.holdsWhole?.(uuid, contentId) === true;
+        },
         changed: () => this.publish(groupId),
       },
       this.options,

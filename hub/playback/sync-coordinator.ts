@@ -18,6 +18,8 @@ export interface CoordinatorContext {
   send(nodeId: number, command: NodeCommand): void;
   /** Tells a node its mute and latency offset (before a prepare, so it plays right from the first frame). */
   sendOutput(nodeId: number): void;
+  /** Does the member hold every chunk of this content (content id, hex), as it announced? Unknown: false. */
+  holds?(nodeId: number, contentId: string): boolean;
   /** The group's state changed: publish it. */
   changed(): void;
 }
@@ -37,9 +39,17 @@ export interface CoordinatorOptions {
   barrierTimeoutMs: number;
   /** A member joining mid-track is prepared at the position this far ahead (it skips forward to the exact frame). */
   joinLeadMs: number;
+  /**
+   * Start at once, without waiting for the barrier, when every online member holds the
+   * whole track and was ready within this long (ms) of its last prepare (its first one
+   * since it came online aside: that pays for loading code and decoder): the start goes
+   * out with the prepare, so the round trip of the barrier is off the path from command
+   * to sound. A member that is not ready by the start instant joins in progress. 0: never.
+   */
+  startAtOnceReadyMs: number;
 }
 
-export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 60, barrierTimeoutMs: 2000, joinLeadMs: 300 };
+export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 60, barrierTimeoutMs: 2000, joinLeadMs: 300, startAtOnceReadyMs: 60 };
 
 interface Session {
   id: string;
@@ -95,6 +105,8 @@ export class SyncCoordinator {
   private errors: PlaybackError[] = [];
   /** Errors in a row without a track playing through: stops a queue of broken files from looping. */
   private failuresInARow = 0;
+  /** Each member's last ready since it came online: its output delay and how long after the prepare it came (ms; the first counts as 0). */
+  private readonly lastReady = new Map<number, { outputDelayMs?: number; afterMs: number }>();
 
   constructor(
     readonly queue: PlayQueue,
@@ -218,6 +230,8 @@ export class SyncCoordinator {
 
   /** A member came online or joined the group: if the group plays, it joins in sync. */
   memberOnline(nodeId: number): void {
+    // A node that (re)started has no decode kept: its next start waits for the barrier.
+    this.lastReady.delete(nodeId);
     this.ctx.sendOutput(nodeId);
     const s = this.session;
     if (!s || this.state !== 'playing') return;
@@ -229,6 +243,7 @@ export class SyncCoordinator {
 
   /** A member went offline or left the group: the barrier no longer waits for it. */
   memberGone(nodeId: number, stillReachable: boolean): void {
+    this.lastReady.delete(nodeId);
     const s = this.session;
     if (!s) return;
     if (stillReachable) this.ctx.send(nodeId, { command: 'stop', session: s.id });
@@ -266,6 +281,12 @@ export class SyncCoordinator {
       return;
     }
     if (event.event === 'ready') {
+      if (s.waiting.has(nodeId)) {
+        // A member's first prepare since it came online pays once for loading code and
+        // its decoder; it says nothing of the next one, so it counts as quick.
+        const afterMs = this.lastReady.has(nodeId) ? this.ctx.now() - s.preparedAt : 0;
+        this.lastReady.set(nodeId, { outputDelayMs: event.outputDelayMs, afterMs });
+      }
       if (s.waiting.delete(nodeId)) {
         s.anyReady = true;
         if (event.outputDelayMs === undefined) s.delayUnknown = true;
@@ -364,9 +385,28 @@ export class SyncCoordinator {
       this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(track), positionMs, ...following });
     }
     this.log.info({ session: s.id, entryId: item.entryId, positionMs, members: [...s.waiting] }, 'session prepared');
+    const atOnce = this.startAtOnceMargin(s);
+    if (atOnce !== undefined) return this.go(s, 'held by every member', atOnce);
     s.barrierTimer = setTimeout(() => this.timeout(s), this.options.barrierTimeoutMs);
     this.changed();
     this.barrierCheck(s);
+  }
+
+  /**
+   * The margin to start with at once (no barrier), or undefined to wait for the barrier:
+   * every online member holds the whole track, and was ready quickly last time and said
+   * how large its output delay is (so the margin can cover it).
+   */
+  private startAtOnceMargin(s: Session): number | undefined {
+    const o = this.options;
+    if (o.startAtOnceReadyMs <= 0 || !this.ctx.holds || s.waiting.size === 0) return undefined;
+    let delay = 0;
+    for (const nodeId of s.waiting) {
+      const last = this.lastReady.get(nodeId);
+      if (!last || last.outputDelayMs === undefined || last.afterMs > o.startAtOnceReadyMs || !this.ctx.holds(nodeId, s.track.contentId)) return undefined;
+      delay = Math.max(delay, last.outputDelayMs);
+    }
+    return Math.max(o.startMarginMs, delay + o.startSlackMs);
   }
 
   private barrierCheck(s: Session): void {
@@ -388,12 +428,12 @@ export class SyncCoordinator {
     else this.log.info({ session: s.id, waiting: [...s.waiting] }, 'barrier timeout with no member ready; starting with the first one ready');
   }
 
-  /** The barrier fell: everyone online starts at hub time T = now + margin. */
-  private go(s: Session, why: string): void {
+  /** The barrier fell (or is not needed): everyone online starts at hub time T = now + margin. */
+  private go(s: Session, why: string, marginMs = this.startMargin(s)): void {
     if (this.session !== s || s.anchor) return;
     clearTimeout(s.barrierTimer);
     const now = this.ctx.now();
-    s.anchor = { positionMs: s.positionMs, hubMs: now + this.startMargin(s) };
+    s.anchor = { positionMs: s.positionMs, hubMs: now + marginMs };
     for (const nodeId of this.ctx.onlineMembers()) this.ctx.send(nodeId, { command: 'start', session: s.id, atHubMs: s.anchor.hubMs, positionMs: s.positionMs });
     this.log.info({ session: s.id, why, late: [...s.waiting], barrierMs: Math.round(now - s.preparedAt), marginMs: Math.round(s.anchor.hubMs - now) }, 'session started');
     this.armEndTimer(s);

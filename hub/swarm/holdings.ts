@@ -109,6 +109,11 @@ export class HoldingsMap {
     return holder && this.deflections.take(requester, key);
   }
 
+  /** Has the node announced that it holds every chunk of the content (hex id)? */
+  holdsWhole(uuid: string, contentId: string): boolean {
+    return this.nodes.get(uuid)?.contents.get(contentId)?.complete === true;
+  }
+
   /** What one node announced (tests and diagnostics). */
   holdingsOf(uuid: string): { serve: string | null; contents: number } | undefined {
     const n = this.nodes.get(uuid);
