@@ -137,13 +137,13 @@ export class Hub {
       this.db,
       this.channel,
       this.commands,
-      { heartbeatTimeoutMs: config.nodes.heartbeatTimeoutSeconds * 1000, libraryVersion: () => this.catalogue.version(), swarmToken: security.swarmToken() },
+      { heartbeatTimeoutMs: config.nodes.heartbeatTimeoutSeconds * 1000, libraryVersion: () => this.catalogue.version(), swarmToken: security.swarmToken(), hubNow: this.hubTime.now },
       log.child({ module: 'registry' }),
     );
     this.holdings = new HoldingsMap(this.channel, this.registry, this.catalogue, transit, log.child({ module: 'swarm' }));
     this.groups = new Groups(this.db, this.channel, this.commands, this.registry, log.child({ module: 'groups' }));
     this.announcer = new LibraryAnnouncer(this.channel, this.library, this.catalogue.version());
-    this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }), undefined, this.hubTime.now);
+    this.playback = new Playback(this.db, this.channel, this.commands, this.registry, this.groups, this.catalogue, log.child({ module: 'playback' }), undefined, this.hubTime.now, (uuid, contentId) => this.holdings.holdsWhole(uuid, contentId));
     this.playlists = new Playlists(this.db, this.channel, this.commands, this.catalogue, this.playback, log.child({ module: 'playlists' }));
     if (config.homeAssistant.enabled) {
       this.homeAssistant = new HomeAssistantBridge(

@@ -146,6 +146,26 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     await assertInSync(g, 'play');
   });
 
+  it('a group volume change takes effect on the same frame on every member, at the hub time it names', async () => {
+    const sent = monotonicMs();
+    await command('group/volume', { groupId, volume: 60 });
+    const changes = await Promise.all(
+      nodes
+        .filter((n) => n.proc)
+        .map((n) => n.proc!.waitForLog((l) => l.msg === 'volume changed' && l.session === session && l.gain === 0.6, 10_000)),
+    );
+    // Every member switched at the same instant of the shared timeline: the same hub time,
+    // the same frame (the frames themselves play together: the sync checks).
+    const at = changes.map((c) => c.atHubMs as number);
+    assert.ok(at.every((t) => t === at[0]), `hub times: ${at.join(', ')}`);
+    assert.ok(at[0] > sent, 'timed ahead of the command, not applied on arrival');
+    const frames = changes.map((c) => c.timelineFrame as number);
+    assert.ok(Math.max(...frames) - Math.min(...frames) <= 1, `frames: ${frames.join(', ')}`);
+    assert.ok(changes.every((c) => c.late === false), `a member applied it late: ${JSON.stringify(changes)}`);
+    process.stderr.write(`volume change: due ${(at[0] - sent).toFixed(0)} ms after the command, from timeline frame ${frames[0]} on every member\n`);
+    await command('group/volume', { groupId, volume: 100 });
+  });
+
   it('pause stops every node; resume continues from the same position, together', async () => {
     const before = state()!;
     let since = mark();

@@ -120,7 +120,9 @@ export class Groups implements GroupDirectory {
       this.requireGroup(groupId);
       cached(this.db, 'UPDATE groups SET volume = ? WHERE id = ?').run(volume, groupId);
       this.publish(groupId);
-      for (const nodeId of this.memberIds(groupId)) this.registry.sendVolume(nodeId);
+      // One instant for every member: they change on the same frame.
+      const at = this.registry.volumeInstant();
+      for (const nodeId of this.memberIds(groupId)) this.registry.sendVolume(nodeId, at);
       return this.state(groupId);
     });
 

@@ -33,7 +33,12 @@ export interface RegistryOptions {
   libraryVersion: () => number;
   /** With credentials on: handed to each node in its welcome, for its peers' chunk servers. */
   swarmToken?: string;
+  /** The hub's clock: given, a volume change is sent to take effect at a hub time VOLUME_LEAD_MS ahead, the same instant on every member. */
+  hubNow?: () => number;
 }
+
+/** How far ahead a volume change is timed (ms): the start margin, so it reaches every member before it is due. */
+export const VOLUME_LEAD_MS = 120;
 
 /** What the registry needs to know about groups (the Groups module answers). */
 export interface GroupDirectory {
@@ -132,11 +137,22 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
     return row ? (this.live.get(row.uuid)?.online ?? false) : false;
   }
 
-  /** Tells a node its volume and its group's (after either changed). */
-  sendVolume(nodeId: number): void {
+  /** The hub time a volume change sent now takes effect at (undefined: the hub's clock is not known here; at once). */
+  volumeInstant(): number | undefined {
+    const now = this.options.hubNow?.();
+    return now === undefined ? undefined : now + VOLUME_LEAD_MS;
+  }
+
+  /** Tells a node its volume and its group's (after either changed), to take effect at `atHubMs` (give a group's members the same). */
+  sendVolume(nodeId: number, atHubMs = this.volumeInstant()): void {
     const row = this.rowById(nodeId);
     if (!row) return;
-    const command: NodeCommand = { command: 'volume', volume: row.volume, groupVolume: this.groups?.groupOfNode(nodeId)?.volume ?? 100 };
+    const command: NodeCommand = {
+      command: 'volume',
+      volume: row.volume,
+      groupVolume: this.groups?.groupOfNode(nodeId)?.volume ?? 100,
+      ...(atHubMs === undefined ? {} : { atHubMs }),
+    };
     this.channel.publish(this.channel.topics.nodeCommand(row.uuid), command);
   }
 

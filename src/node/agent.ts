@@ -53,7 +53,7 @@ interface AgentEvents {
   welcome: [Welcome];
   /** The hub announced a library version newer than ours, or asked for a sync. */
   library: [version: number];
-  volume: [volume: number, groupVolume: number];
+  volume: [volume: number, groupVolume: number, atHubMs: number | undefined];
   /** Mute (node or group) and the latency offset changed. */
   output: [muted: boolean, latencyMs: number];
   /** The hub's sync coordinator: prepare, start, next, stop. */
@@ -207,7 +207,7 @@ export class ControlAgent extends EventEmitter<AgentEvents> {
       if (c.command === 'volume') {
         this.volume = c.volume;
         this.groupVolume = c.groupVolume;
-        this.emit('volume', this.volume, this.groupVolume);
+        this.emit('volume', this.volume, this.groupVolume, c.atHubMs);
       } else if (c.command === 'sync') {
         this.emit('library', c.libraryVersion);
       } else if (c.command === 'output') {

@@ -166,7 +166,7 @@ export class FireflyNode {
     this.tracks = new TrackSource(this.libraryClient, this.swarm, this.mirror, this.store, log.child({ module: 'tracks' }), config.sim.streamStallMs ?? 0);
     // Settings that arrive before the player exists (the welcome's volume) are kept by the agent and applied at start.
     this.agent.on('player', (command) => this.player?.handle(command));
-    this.agent.on('volume', (volume, groupVolume) => this.player?.setVolume(volume, groupVolume));
+    this.agent.on('volume', (volume, groupVolume, atHubMs) => this.player?.setVolume(volume, groupVolume, atHubMs));
     this.agent.on('output', (muted, latencyMs) => this.player?.setOutput(muted, latencyMs));
     this.agent.on('library', (version) => {
       if (this.stopped) return;

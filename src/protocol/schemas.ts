@@ -210,7 +210,12 @@ export const upcomingSchema = z.array(trackRefSchema).max(16).optional();
 
 export const nodeCommandSchema = z.discriminatedUnion('command', [
   /** The node plays at volume × groupVolume / 10000 of full scale. */
-  z.object({ command: z.literal('volume'), volume, groupVolume: volume }),
+  /**
+   * Volumes; with `atHubMs`, from the frame that plays at that hub time, so every member
+   * of a group changes at the same instant (the hub sends it a start margin ahead). A node
+   * that is not playing, or whose output runs further ahead than that, applies it at once.
+   */
+  z.object({ command: z.literal('volume'), volume, groupVolume: volume, atHubMs: hubMs.optional() }),
   z.object({ command: z.literal('sync'), libraryVersion: z.int().min(0) }),
   /** Silence (node or group muted) and this node's latency offset (what software cannot see). */
   z.object({ command: z.literal('output'), muted: z.boolean(), latencyMs }),

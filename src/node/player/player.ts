@@ -85,7 +85,10 @@ interface Session {
 export class Player {
   private session?: Session;
   private loop?: Promise<void>;
+  /** The gain in effect for the frames written now. */
   private gain = 1;
+  /** A volume change timed by the hub: the gain from the frame that plays at hub time atHubMs. */
+  private pendingGain?: { gain: number; atHubMs: number };
   private muted = false;
   private latencyMs = 0;
   private volume = { node: 100, group: 100 };
@@ -115,9 +118,10 @@ export class Player {
     this.chain = this.chain.then(() => this.apply(command)).catch((err: Error) => this.deps.log.error({ err }, 'player command failed'));
   }
 
-  setVolume(node: number, group: number): void {
+  /** Volumes (0–100); with `atHubMs`, from the frame that plays at that hub time (the same instant on every member). */
+  setVolume(node: number, group: number, atHubMs?: number): void {
     this.volume = { node, group };
-    this.updateGain();
+    this.updateGain(atHubMs);
   }
 
   setOutput(muted: boolean, latencyMs: number): void {
@@ -144,8 +148,39 @@ export class Player {
     await this.deps.output.close();
   }
 
-  private updateGain(): void {
-    this.gain = this.muted ? 0 : (this.volume.node * this.volume.group) / 10000;
+  private updateGain(atHubMs?: number): void {
+    const gain = this.muted ? 0 : (this.volume.node * this.volume.group) / 10000;
+    // Timed only while a session plays; otherwise (and for mute) from the next frame written.
+    if (atHubMs !== undefined && this.session?.scheduler) this.pendingGain = { gain, atHubMs };
+    else {
+      this.gain = gain;
+      this.pendingGain = undefined;
+    }
+  }
+
+  /**
+   * The block with the gain applied; a timed change takes effect from the block's frame
+   * that plays at its hub time (or from the whole block, if that instant has passed:
+   * the output runs further ahead than the hub's lead).
+   */
+  private withGain(pcm: Int16Array, timelineFrame: number, s: Session, scheduler: Scheduler): Int16Array {
+    const pending = this.pendingGain;
+    if (pending) {
+      const frames = pcm.length / this.channels;
+      const at = Math.round(scheduler.frameAtHub(pending.atHubMs) - timelineFrame);
+      if (at < frames) {
+        const before = this.gain;
+        this.gain = pending.gain;
+        this.pendingGain = undefined;
+        this.deps.log.info({ session: s.id, atHubMs: pending.atHubMs, timelineFrame: timelineFrame + Math.max(0, at), late: at < 0, gain: this.gain }, 'volume changed');
+        if (at > 0) {
+          const out = applyGain(pcm, before);
+          out.set(applyGain(pcm.subarray(at * this.channels), this.gain), at * this.channels);
+          return out;
+        }
+      }
+    }
+    return this.gain === 1 ? pcm : applyGain(pcm, this.gain);
   }
 
   private async apply(c: PlayerCommand): Promise<void> {
@@ -284,6 +319,9 @@ export class Player {
     const s = this.session;
     if (!s) return;
     this.session = undefined;
+    // A timed volume change not yet reached: nothing plays now, so it holds from here.
+    if (this.pendingGain) this.gain = this.pendingGain.gain;
+    this.pendingGain = undefined;
     await this.loop;
     this.loop = undefined;
     this.owners.delete(s.timeline);
@@ -349,7 +387,7 @@ export class Player {
           pcm = longer;
           trackFrame -= 1;
         }
-        if (this.gain !== 1) pcm = applyGain(pcm, this.gain);
+        pcm = this.withGain(pcm, block.timelineFrame, s, scheduler);
         s.positionFrames = block.trackFrame;
         scheduler.wrote(block.pcm.length / this.channels);
         await output.write(pcm, { session: s.id, trackFrame, entryId: block.entryId });
