@@ -9,7 +9,8 @@
  *   --nodes <n>       simulated nodes for the control-plane benchmark (default 500; env FIREFLY_BENCH_NODES)
  *   --sync-minutes <n> length of the sync run (default 2; the issue's soak figure is 10; env FIREFLY_BENCH_SYNC_MINUTES)
  *   --swarm-size <n>  library size for the swarm benchmark (default 500MB; env FIREFLY_BENCH_SWARM_SIZE)
- *                     (env FIREFLY_BENCH_SWARM_BASELINE=0 skips its hub-only round while iterating)
+ *                     (env FIREFLY_BENCH_SWARM_BASELINE=0 skips its hub-only round while iterating,
+ *                     FIREFLY_BENCH_SWARM_NODES=n runs n nodes instead of 8)
  *   --cold-size <n>   size of the FLAC in the cold-start benchmark (default 40MB; env FIREFLY_BENCH_COLD_SIZE)
  *   --only <list>     comma-separated subset of the sections below (default: all)
  *   --keep            keep the temporary folder
@@ -88,7 +89,7 @@ const SECTIONS: Section[] = [
   // 8 nodes, track held: play command to first frame at the outputs (issue 4).
   { name: 'command-to-sound', run: async () => printText(await benchCommandToSound()) },
   // 1 hub + 8 nodes, hub uplink capped at 100 Mbit/s: swarm vs hub-only (issue 5).
-  { name: 'swarm', run: async ({ values: v }) => printText(await benchSwarm({ bytes: parseSize(v['swarm-size']), baseline: process.env.FIREFLY_BENCH_SWARM_BASELINE !== '0' })) },
+  { name: 'swarm', run: async ({ values: v }) => printText(await benchSwarm({ bytes: parseSize(v['swarm-size']), nodes: Number(process.env.FIREFLY_BENCH_SWARM_NODES ?? 8), baseline: process.env.FIREFLY_BENCH_SWARM_BASELINE !== '0' })) },
   // 4 members play a 40 MB FLAC none holds, hub uplink capped at 100 Mbit/s: first sound, underruns (issue 5).
   { name: 'cold-start', run: async ({ values: v }) => printText(await benchColdStart({ bytes: parseSize(v['cold-size']) })) },
 ];
