@@ -47,9 +47,15 @@ export interface CoordinatorOptions {
    * to sound. A member that is not ready by the start instant joins in progress. 0: never.
    */
   startAtOnceReadyMs: number;
+  /**
+   * ...at hub time now + at least this (and the largest output delay last reported +
+   * startSlackMs). Smaller than startMarginMs: the start travels with the prepare, and
+   * every member was quick last time.
+   */
+  startAtOnceMarginMs: number;
 }
 
-export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 60, barrierTimeoutMs: 2000, joinLeadMs: 300, startAtOnceReadyMs: 60 };
+export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 60, barrierTimeoutMs: 2000, joinLeadMs: 300, startAtOnceReadyMs: 60, startAtOnceMarginMs: 100 };
 
 interface Session {
   id: string;
@@ -406,7 +412,7 @@ export class SyncCoordinator {
       if (!last || last.outputDelayMs === undefined || last.afterMs > o.startAtOnceReadyMs || !this.ctx.holds(nodeId, s.track.contentId)) return undefined;
       delay = Math.max(delay, last.outputDelayMs);
     }
-    return Math.max(o.startMarginMs, delay + o.startSlackMs);
+    return Math.max(o.startAtOnceMarginMs, delay + o.startSlackMs);
   }
 
   private barrierCheck(s: Session): void {
