@@ -378,14 +378,16 @@ export class Player {
         }
         s.starvedSince = undefined;
         let pcm = block.pcm;
-        let trackFrame = block.trackFrame;
+        const trackFrame = block.trackFrame;
         if (c.kind === 'repeat') {
-          // One frame twice: the device is ahead of the timeline by a frame.
+          // One frame twice: the device is ahead of the timeline by a frame. The block's
+          // last frame is the one repeated, so its first keeps its position (a repeat of
+          // the first frame of a track was tagged frame −1, i.e. silence, and the track's
+          // start went unrecorded).
           const longer = new Int16Array(pcm.length + this.channels);
-          longer.set(pcm.subarray(0, this.channels), 0);
-          longer.set(pcm, this.channels);
+          longer.set(pcm, 0);
+          longer.set(pcm.subarray(pcm.length - this.channels), pcm.length);
           pcm = longer;
-          trackFrame -= 1;
         }
         pcm = this.withGain(pcm, block.timelineFrame, s, scheduler);
         s.positionFrames = block.trackFrame;
