@@ -15,6 +15,7 @@ import {
 } from '../../src/protocol/schemas.js';
 import type { ControlChannel, IncomingMessage } from '../control/channel.js';
 import { CommandError, type CommandRouter } from '../control/commands.js';
+import { DEFAULT_COORDINATOR } from '../playback/sync-coordinator.js';
 
 export const REGISTRY_SCHEMA = `
   CREATE TABLE nodes (
@@ -37,8 +38,8 @@ export interface RegistryOptions {
   hubNow?: () => number;
 }
 
-/** How far ahead a volume change is timed (ms): the start margin, so it reaches every member before it is due. */
-export const VOLUME_LEAD_MS = 120;
+/** How far ahead a volume change is timed (ms): the barrier's start margin, so it reaches every member before it is due. */
+export const VOLUME_LEAD_MS = DEFAULT_COORDINATOR.startMarginMs;
 
 /** What the registry needs to know about groups (the Groups module answers). */
 export interface GroupDirectory {

@@ -109,7 +109,7 @@ export class ClockSync {
     const mac = this.options.auth ? clockMac(this.options.auth) : undefined;
     const t1 = this.clock.now();
     this.pending.set(seq, t1);
-    // Replies older than a second are not coming (or too slow to be any use).
+    // Replies two burst-rate intervals' worth of requests behind (2 s in the burst, 4 s after) are not coming, or too slow to be any use.
     this.pending.delete((seq - 2 * (this.options.burstRate ?? 40)) >>> 0);
     socket.send(encodeClockPacket({ kind: 'request', seq, t1, t2: 0, t3: 0 }, this.options.auth, mac), this.options.port, this.address);
   }
