@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
-import { BadChunkError, ChunkStore } from '../src/node/chunk-store.js';
+import { BadChunkError, ChunkStore, type ChunkStoreOptions } from '../src/node/chunk-store.js';
 import { openNodeDb } from '../src/node/node-db.js';
 import { manifestOf, sha256 } from '../src/chunking/manifest.js';
 import type { Db } from '../src/storage/sqlite.js';
@@ -12,17 +12,19 @@ import { pseudoRandomBytes } from './helpers/bytes.js';
 
 type T = { after: (fn: () => void) => void };
 
-function setup(t: T, dir?: string): { store: ChunkStore; db: Db; dir: string } {
+function setup(t: T, dir?: string, options: ChunkStoreOptions = {}): { store: ChunkStore; db: Db; dir: string } {
   if (!dir) {
     const made = mkdtempSync(join(tmpdir(), 'ff-store-'));
     t.after(() => rmSync(made, { recursive: true, force: true }));
     dir = made;
   }
   const db = openNodeDb(dir);
-  t.after(() => {
+  const store = new ChunkStore(db, dir, options);
+  t.after(async () => {
+    await store.close();
     if (db.open) db.close();
   });
-  return { store: new ChunkStore(db, dir), db, dir };
+  return { store, db, dir };
 }
 
 function chunk(seed: string, size = 1000): { hash: Buffer; data: Buffer } {
@@ -30,32 +32,34 @@ function chunk(seed: string, size = 1000): { hash: Buffer; data: Buffer } {
   return { hash: sha256(data), data };
 }
 
-function fileOf(dir: string, hash: Buffer): string {
-  const hex = hash.toString('hex');
-  return join(dir, 'chunks', hex.slice(0, 2), hex);
+/** The bytes on disk where the index says the chunk is. */
+function bytesAt(store: ChunkStore, hash: Buffer): Buffer {
+  const at = store.locate(hash);
+  assert.ok(at, 'indexed');
+  return readFileSync(at.file).subarray(at.offset, at.offset + at.size);
 }
 
-/** Every file under chunks/, relative, sorted (tmp/ included). */
-function filesUnder(dir: string): string[] {
-  return (readdirSync(join(dir, 'chunks'), { recursive: true }) as string[])
-    .filter((p) => statSync(join(dir, 'chunks', p)).isFile())
-    .sort();
+/** The pack files, sorted. */
+function packs(dir: string): string[] {
+  return readdirSync(join(dir, 'chunks', 'packs')).sort();
 }
 
-test('put keeps a verified chunk under its hash; get returns the bytes', async (t) => {
-  const { store, dir } = setup(t);
+test('put keeps a verified chunk in a pack; get returns the bytes', async (t) => {
+  const { store } = setup(t);
   const c = chunk('a', 5000);
   assert.equal(store.has(c.hash), false);
   store.put(c.hash, c.data);
   assert.equal(store.has(c.hash), true);
-  assert.deepEqual(readFileSync(fileOf(dir, c.hash)), c.data);
+  assert.match(store.locate(c.hash)!.file, /chunks\/packs\/\d{6}\.pack$/);
+  assert.deepEqual(bytesAt(store, c.hash), c.data);
   assert.deepEqual(await store.get(c.hash), c.data);
   assert.deepEqual(store.usage(), { chunks: 1, bytes: 5000 });
+  assert.equal(store.diskBytes(), 5000);
   assert.equal(await store.get(chunk('absent').hash), undefined);
 });
 
 test('put refuses bytes that do not match the hash, and stores nothing', async (t) => {
-  const { store, dir } = setup(t);
+  const { store } = setup(t);
   const c = chunk('a');
   const wrong = Buffer.from(c.data);
   wrong[10] ^= 0xff;
@@ -64,41 +68,65 @@ test('put refuses bytes that do not match the hash, and stores nothing', async (
     (err: unknown) => err instanceof BadChunkError && err.expected.equals(c.hash) && err.actual.equals(sha256(wrong)),
   );
   assert.throws(() => store.put(c.hash, new Uint8Array(0)), BadChunkError);
+  await assert.rejects(store.putAsync(c.hash, wrong), BadChunkError);
   assert.equal(store.has(c.hash), false);
   assert.deepEqual(store.usage(), { chunks: 0, bytes: 0 });
-  assert.deepEqual(filesUnder(dir), [], 'no file, not even a temporary one');
+  assert.equal(store.diskBytes(), 0, 'not a byte written');
   // The right bytes are still accepted afterwards.
   store.put(c.hash, c.data);
   assert.equal(store.has(c.hash), true);
 });
 
-test('writes are atomic: no temporary files are left behind, and leftovers are cleared on open', (t) => {
-  const { store, db, dir } = setup(t);
-  const chunks = Array.from({ length: 20 }, (_, i) => chunk(`c${i}`, 100 + i * 50));
-  for (const c of chunks) store.put(c.hash, c.data);
-  assert.deepEqual(readdirSync(join(dir, 'chunks', 'tmp')), []);
-  const expected = chunks.map((c) => join(c.hash.toString('hex').slice(0, 2), c.hash.toString('hex'))).sort();
-  assert.deepEqual(filesUnder(dir), expected);
+test('putAsync writes chunks that arrive together in one batch, each once, and they count as held when it resolves', async (t) => {
+  const { store } = setup(t);
+  const cs = Array.from({ length: 100 }, (_, i) => chunk(`c${i}`, 500 + i));
+  const twice = cs[7];
+  await Promise.all([...cs.map((c) => store.putAsync(c.hash, c.data)), store.putAsync(twice.hash, twice.data)]);
+  assert.equal(store.usage().chunks, 100);
+  assert.equal(store.diskBytes(), cs.reduce((n, c) => n + c.data.length, 0), 'the repeated chunk is written once');
+  for (const c of cs) assert.deepEqual(await store.get(c.hash), c.data);
+  // Chunks written one after another follow each other in the pack.
+  const offsets = cs.map((c) => store.locate(c.hash)!.offset);
+  assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b));
+});
 
-  // A crash mid-write leaves a temporary file that was never renamed or indexed.
-  const orphan = join(dir, 'chunks', 'tmp', `${chunk('crashed').hash.toString('hex')}.deadbeef`);
-  writeFileSync(orphan, 'half a chunk');
-  db.close();
-  const again = setup(t, dir);
-  assert.equal(existsSync(orphan), false);
+test('bytes a crash left unindexed are dead space: the next open appends after them, and unreferenced packs go', async (t) => {
+  const first = setup(t, undefined, { packBytes: 4000 });
+  const cs = Array.from({ length: 6 }, (_, i) => chunk(`c${i}`, 1500));
+  for (const c of cs) first.store.put(c.hash, c.data);
+  await first.store.close();
+  first.db.close();
+  const dir = first.dir;
+  const before = packs(dir);
+  assert.equal(before.length, 3, '2 chunks of 1500 B fit a 4000 B pack');
+  // A write the crash interrupted: bytes at the end of the newest pack that no row names.
+  appendFileSync(join(dir, 'chunks', 'packs', before.at(-1)!), Buffer.alloc(300, 7));
+  // A pack a compaction had emptied (rows moved) when the crash came, before its deletion.
+  writeFileSync(join(dir, 'chunks', 'packs', '000000.pack'), 'moved away');
+  // An earlier version's leftover temporary file.
+  mkdirSync(join(dir, 'chunks', 'tmp'), { recursive: true });
+  writeFileSync(join(dir, 'chunks', 'tmp', 'abc.deadbeef'), 'half a chunk');
+
+  const again = setup(t, dir, { packBytes: 4000 });
+  assert.deepEqual(packs(dir), before, 'the unreferenced pack is deleted, the real ones kept');
   assert.deepEqual(readdirSync(join(dir, 'chunks', 'tmp')), []);
-  assert.deepEqual(filesUnder(dir), expected, 'real chunks survive the clean-up');
-  assert.equal(again.store.usage().chunks, 20);
+  assert.equal(again.store.usage().chunks, 6);
+  const fresh = chunk('fresh', 500);
+  await again.store.putAsync(fresh.hash, fresh.data);
+  const at = again.store.locate(fresh.hash)!;
+  assert.equal(at.file.endsWith(before.at(-1)!) ? at.offset : -1, 2 * 1500 + 300, 'appended after the dead bytes');
+  for (const c of [...cs, fresh]) assert.deepEqual(await again.store.get(c.hash), c.data);
 });
 
 test('a chunk shared by several tracks is stored once', async (t) => {
-  const { store, dir } = setup(t);
+  const { store } = setup(t);
   const shared = chunk('shared', 3000);
   const a = chunk('a');
   const b = chunk('b');
   for (const c of [a, shared, b, shared, shared]) store.put(c.hash, c.data);
+  await Promise.all([store.putAsync(shared.hash, shared.data), store.putAsync(shared.hash, shared.data)]);
   assert.deepEqual(store.usage(), { chunks: 3, bytes: 5000 });
-  assert.equal(filesUnder(dir).length, 3);
+  assert.equal(store.diskBytes(), 5000);
   assert.deepEqual(await store.get(shared.hash), shared.data);
 });
 
@@ -117,17 +145,19 @@ test('missing() lists the absent hashes in order, without repeats', (t) => {
 });
 
 test('get() detects a chunk damaged on disk and drops it', async (t) => {
-  const { store, dir } = setup(t);
+  const { store } = setup(t);
   const c = chunk('a', 4096);
   const other = chunk('b');
   store.put(c.hash, c.data);
   store.put(other.hash, other.data);
-  const damaged = Buffer.from(c.data);
-  damaged[100] ^= 1;
-  writeFileSync(fileOf(dir, c.hash), damaged);
+  const at = store.locate(c.hash)!;
+  const fd = openSync(at.file, 'r+');
+  writeSync(fd, Buffer.from([c.data[100] ^ 1]), 0, 1, at.offset + 100);
+  closeSync(fd);
   assert.equal(await store.get(c.hash), undefined);
   assert.equal(store.has(c.hash), false);
-  assert.equal(existsSync(fileOf(dir, c.hash)), false, 'the damaged file is deleted');
+  assert.equal(store.locate(c.hash), undefined, 'no longer indexed');
+  assert.deepEqual(await store.get(other.hash), other.data, 'its neighbour in the pack is untouched');
   assert.deepEqual(store.missing([c.hash, other.hash]), [c.hash]);
   assert.deepEqual(store.usage(), { chunks: 1, bytes: other.data.length });
   // It can be fetched again.
@@ -135,11 +165,12 @@ test('get() detects a chunk damaged on disk and drops it', async (t) => {
   assert.deepEqual(await store.get(c.hash), c.data);
 });
 
-test('get() drops a chunk whose file has vanished', async (t) => {
-  const { store, dir } = setup(t);
+test('get() drops a chunk whose bytes have vanished (pack cut short)', async (t) => {
+  const { store } = setup(t);
   const c = chunk('a');
   store.put(c.hash, c.data);
-  rmSync(fileOf(dir, c.hash));
+  const at = store.locate(c.hash)!;
+  truncateSync(at.file, at.offset + 10);
   assert.equal(await store.get(c.hash), undefined);
   assert.equal(store.has(c.hash), false);
   assert.deepEqual(store.missing([c.hash]), [c.hash], 'so the next sync fetches it again');
@@ -148,9 +179,11 @@ test('get() drops a chunk whose file has vanished', async (t) => {
 });
 
 test('evict() frees least recently used chunks first and stops within the budget', async (t) => {
-  const { store, dir } = setup(t);
+  // Packs of two chunks each: c0 c1 | c2 c3 | c4 c5 (the last one active).
+  const { store, dir } = setup(t, undefined, { packBytes: 2000 });
   const cs = Array.from({ length: 6 }, (_, i) => chunk(`c${i}`, 1000));
   for (const c of cs) store.put(c.hash, c.data); // put order = use order: c0 oldest
+  assert.equal(packs(dir).length, 3);
   assert.deepEqual(store.evict(6000), { chunks: 0, bytes: 0 }, 'within budget: nothing to do');
   const freed = store.evict(4000);
   assert.deepEqual(freed, { chunks: 2, bytes: 2000 });
@@ -158,9 +191,52 @@ test('evict() frees least recently used chunks first and stops within the budget
     cs.map((c) => store.has(c.hash)),
     [false, false, true, true, true, true],
   );
-  assert.equal(existsSync(fileOf(dir, cs[0].hash)), false, 'evicted files are deleted');
-  assert.equal(existsSync(fileOf(dir, cs[2].hash)), true);
+  assert.equal(packs(dir).length, 2, 'the pack evicted whole is deleted at once');
   assert.deepEqual(store.usage(), { chunks: 4, bytes: 4000 });
+  assert.equal(store.diskBytes(), 4000);
+  for (const c of cs.slice(2)) assert.deepEqual(await store.get(c.hash), c.data);
+});
+
+test('evicting part of a pack leaves dead space that compaction reclaims, moving only live chunks', async (t) => {
+  const { store, dir, db } = setup(t, undefined, { packBytes: 10_000 });
+  const cs = Array.from({ length: 40 }, (_, i) => chunk(`c${i}`, 1000));
+  for (const c of cs) store.put(c.hash, c.data);
+  assert.equal(packs(dir).length, 4);
+  // Every other chunk used again, so the others are the oldest: evicting half leaves every pack half dead.
+  store.touch(cs.filter((_, i) => i % 2 === 1).map((c) => c.hash));
+  assert.deepEqual(store.evict(20_000), { chunks: 20, bytes: 20_000 });
+  await store.flushed();
+  const live = cs.filter((_, i) => i % 2 === 1);
+  assert.deepEqual(store.usage(), { chunks: 20, bytes: 20_000 });
+  // Before compaction the four packs took 40,000 B; after it, what is held plus at most the active pack's room.
+  assert.ok(store.diskBytes() <= 20_000 + 10_000, `disk use ${store.diskBytes()} B for 20,000 B held`);
+  for (const c of live) assert.deepEqual(await store.get(c.hash), c.data);
+  // The use order survives the move: the oldest live chunk is still the first to go.
+  store.evict(19_000);
+  assert.equal(store.has(live[0].hash), false);
+  assert.equal(store.has(live[1].hash), true);
+  // Reopened, everything still reads.
+  await store.close();
+  db.close();
+  const again = setup(t, dir, { packBytes: 10_000 });
+  for (const c of live.slice(1)) assert.deepEqual(await again.store.get(c.hash), c.data);
+});
+
+test('chunks an earlier version kept as files of their own are still read and evicted', async (t) => {
+  const { store, db, dir } = setup(t);
+  const old = chunk('old', 2000);
+  const hex = old.hash.toString('hex');
+  mkdirSync(join(dir, 'chunks', hex.slice(0, 2)), { recursive: true });
+  writeFileSync(join(dir, 'chunks', hex.slice(0, 2), hex), old.data);
+  db.prepare('INSERT INTO chunks (hash, size, last_used) VALUES (?, ?, 1)').run(old.hash, old.data.length);
+  assert.equal(store.has(old.hash), true);
+  assert.deepEqual(await store.get(old.hash), old.data);
+  const fresh = chunk('fresh');
+  store.put(fresh.hash, fresh.data);
+  store.evict(1000);
+  assert.equal(store.has(old.hash), false);
+  assert.equal(existsSync(join(dir, 'chunks', hex.slice(0, 2), hex)), false, 'its file is deleted');
+  assert.deepEqual(await store.get(fresh.hash), fresh.data);
 });
 
 test('touch() and get() make a chunk recently used, changing the eviction order', async (t) => {

@@ -1,9 +1,9 @@
 /**
  * Node faults, with real processes:
  * - kill -9 at random moments of a sync, over and over: after every kill the store's
- *   index names only whole, verified chunks (each file hashes to its name and has the
- *   indexed size), leftovers of interrupted writes are swept at the next start, and a
- *   last sync completes with every track identical to the library's file;
+ *   index names only whole, verified chunks (the bytes at each row's pack and offset
+ *   hash to its name), what interrupted writes left is dead space the next start writes
+ *   after, and a last sync completes with every track identical to the library's file;
  * - a disk that fills (a real 3 MiB tmpfs as the node's data folder; needs root): the
  *   node says so in its heartbeat and log, stays up, keeps its store consistent and
  *   plays what it holds.
@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
@@ -28,31 +28,35 @@ const run = promisify(execFile);
 
 /**
  * Reads a node's store straight from disk, without the store's own code (which would
- * sweep and verify): every indexed chunk must be a whole file that hashes to its name.
+ * verify and drop): every indexed chunk must be whole where the index says it is, in its
+ * pack, and hash to its name. Bytes in the packs that no row names are dead space (a
+ * write a crash interrupted, or chunks a full disk refused).
  */
-async function auditStore(dataDir: string): Promise<{ indexed: number; tmpLeftovers: number; orphans: number }> {
-  const tmpLeftovers = (await readdir(join(dataDir, 'chunks', 'tmp')).catch(() => [])).length;
+async function auditStore(dataDir: string): Promise<{ indexed: number; deadBytes: number; liveBytes: number }> {
   const db = openNodeDb(dataDir);
-  let rows: { hash: Buffer; size: number }[];
+  let rows: { hash: Buffer; size: number; pack: number | null; offset: number | null }[];
   try {
-    rows = db.prepare('SELECT hash, size FROM chunks').all() as { hash: Buffer; size: number }[];
+    rows = db.prepare('SELECT hash, size, pack, offset FROM chunks').all() as typeof rows;
   } finally {
     db.close();
   }
-  const indexed = new Set<string>();
+  const packDir = join(dataDir, 'chunks', 'packs');
+  const packFile = (id: number) => join(packDir, `${String(id).padStart(6, '0')}.pack`);
+  const packBytes = new Map<number, Buffer>();
+  let liveBytes = 0;
   for (const r of rows) {
     const hex = r.hash.toString('hex');
-    indexed.add(hex);
-    const data = await readFile(join(dataDir, 'chunks', hex.slice(0, 2), hex));
-    assert.equal(data.length, r.size, `chunk ${hex.slice(0, 16)}: ${data.length} bytes on disk, ${r.size} indexed`);
+    assert.notEqual(r.pack, null, `chunk ${hex.slice(0, 16)} is in no pack`);
+    let pack = packBytes.get(r.pack!);
+    if (!pack) packBytes.set(r.pack!, (pack = await readFile(packFile(r.pack!))));
+    const data = pack.subarray(r.offset!, r.offset! + r.size);
+    assert.equal(data.length, r.size, `chunk ${hex.slice(0, 16)}: ${data.length} bytes in pack ${r.pack} at ${r.offset}, ${r.size} indexed`);
     assert.equal(createHash('sha256').update(data).digest('hex'), hex, `chunk ${hex.slice(0, 16)} does not hash to its name`);
+    liveBytes += r.size;
   }
-  let orphans = 0;
-  for (const fan of await readdir(join(dataDir, 'chunks')).catch(() => [])) {
-    if (fan === 'tmp') continue;
-    for (const name of await readdir(join(dataDir, 'chunks', fan))) if (!indexed.has(name)) orphans++;
-  }
-  return { indexed: rows.length, tmpLeftovers, orphans };
+  let diskBytes = 0;
+  for (const name of await readdir(packDir).catch(() => [])) diskBytes += (await stat(join(packDir, name))).size;
+  return { indexed: rows.length, deadBytes: diskBytes - liveBytes, liveBytes };
 }
 
 describe('node faults', () => {
@@ -68,6 +72,7 @@ describe('node faults', () => {
     const KILLS = 12;
     let killedMidWrite = 0;
     let killedBeforeDone = 0;
+    let dead = 0;
     const counts: number[] = [];
     for (let i = 0; i < KILLS; i++) {
       // Between process start (about 0.4 s to load) and a whole sync (a few seconds here).
@@ -78,16 +83,17 @@ describe('node faults', () => {
       clearTimeout(timer);
       if (signal === 'SIGKILL') killedBeforeDone++;
       const audit = await auditStore(dataDir);
-      if (audit.tmpLeftovers > 0) killedMidWrite++;
+      if (audit.deadBytes > dead) killedMidWrite++;
+      dead = audit.deadBytes;
       counts.push(audit.indexed);
     }
-    process.stderr.write(`kill -9 loop: ${KILLS} kills (${killedBeforeDone} before the sync finished, ${killedMidWrite} with a chunk write in flight); chunks indexed after each: ${counts.join(' ')}\n`);
+    process.stderr.write(`kill -9 loop: ${KILLS} kills (${killedBeforeDone} before the sync finished, ${killedMidWrite} with a chunk write in flight); chunks indexed after each: ${counts.join(' ')}; dead bytes ${dead}\n`);
     assert.ok(killedBeforeDone >= KILLS / 2, `most kills must land mid-sync (${killedBeforeDone} of ${KILLS})`);
-    // The next start sweeps the leftovers and completes the sync; every track is whole.
+    // The next start appends after what the kills left unindexed and completes the sync; every track is whole.
     const { report } = await syncOnce(hub.address, dataDir, ['--serve-host', '127.0.0.1', '--serve-port', '0']);
     assert.equal(report.chunksFailed, 0);
     const after = await auditStore(dataDir);
-    assert.equal(after.tmpLeftovers, 0, 'leftovers swept at start');
+    assert.ok(after.deadBytes < after.liveBytes, `dead space (${after.deadBytes} B) stays below what is held (${after.liveBytes} B)`);
     const copies = await verifyNodeCopies(dataDir);
     assert.equal(copies.length, 4);
   });
@@ -149,7 +155,7 @@ describe('node faults', () => {
       // Everything indexed is whole, even though writes failed part-way.
       const audit = await auditStore(dataDir);
       assert.ok(audit.indexed > 0);
-      process.stderr.write(`disk full: ${audit.indexed} whole chunks indexed, ${audit.orphans} unindexed files, ${audit.tmpLeftovers} temp files\n`);
+      process.stderr.write(`disk full: ${audit.indexed} whole chunks indexed, ${audit.deadBytes} bytes unindexed in the packs\n`);
     } finally {
       for (const p of procs) await p.stop();
       await run('umount', ['-l', mount]).catch(() => undefined);

@@ -88,7 +88,7 @@ test('holdings announced before a chunk list arrived still report the chunks tha
     rmSync(dir, { recursive: true, force: true });
   });
   const mirror = new LibraryMirror(db);
-  const store = new ChunkStore(db, dir, false);
+  const store = new ChunkStore(db, dir, { fsync: false });
   const chunks = [Buffer.from('first chunk'), Buffer.from('second chunk'), Buffer.from('third chunk')];
   const hashes = chunks.map((c) => sha256(c));
   const contentId = sha256(Buffer.concat(hashes));

@@ -195,10 +195,10 @@ export const nodeConfigSchema = z
         /** Size budget of the chunk store in bytes; least recently used chunks are evicted past it. */
         budgetBytes: byteSize.default(8 * 1024 * 1024 * 1024),
         /**
-         * fsync every chunk before it is renamed into place (on by default: what is in the
-         * index survives a power cut). Turning it off trades that for speed where fsync is
-         * slow (several ms a chunk on SD cards and virtual disks): reads still verify every
-         * chunk, so one a power cut damaged is dropped and fetched again.
+         * fdatasync each batch of chunks before it is indexed (on by default: what is in the
+         * index survives a power cut). Turning it off trades that for speed where syncing is
+         * slow (several ms on SD cards and virtual disks): reads still verify every chunk, so
+         * one a power cut damaged is dropped and fetched again.
          */
         fsync: z.boolean().default(true),
       })

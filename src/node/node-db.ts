@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import { openDatabase, type Db } from '../storage/sqlite.js';
-import { CHUNK_STORE_SCHEMA } from './chunk-store.js';
+import { CHUNK_STORE_PACKS, CHUNK_STORE_SCHEMA } from './chunk-store.js';
 import { LIBRARY_MIRROR_SCHEMA } from './library-mirror.js';
 
 /** The node's one SQLite file: chunk index and library mirror, migrated together. */
-const MIGRATIONS = [CHUNK_STORE_SCHEMA + LIBRARY_MIRROR_SCHEMA];
+const MIGRATIONS = [CHUNK_STORE_SCHEMA + LIBRARY_MIRROR_SCHEMA, CHUNK_STORE_PACKS];
 
 export function openNodeDb(dataDir: string): Db {
   return openDatabase(join(dataDir, 'node.sqlite'), MIGRATIONS);

@@ -80,9 +80,11 @@ export class FireflyNode {
     const tokenText = token && formatToken(token);
     const hubAccess: ClientAccess = { token: () => tokenText, tls };
     this.db = openNodeDb(dataDir);
-    this.store = new ChunkStore(this.db, dataDir, config.store.fsync, (err) =>
-      log.error({ err: err.message, store: this.store.usage(), dataDir }, 'disk full: the chunk store keeps and plays what it holds but cannot fetch more; free space or lower store.budgetBytes'),
-    );
+    this.store = new ChunkStore(this.db, dataDir, {
+      fsync: config.store.fsync,
+      onFull: (err) =>
+        log.error({ err: err.message, store: this.store.usage(), dataDir }, 'disk full: the chunk store keeps and plays what it holds but cannot fetch more; free space or lower store.budgetBytes'),
+    });
     this.mirror = new LibraryMirror(this.db);
     const { clockOffsetSeconds, clockSkewPpm } = config.sim;
     this.clock = clockOffsetSeconds || clockSkewPpm ? new SimulatedClock(clockOffsetSeconds, clockSkewPpm) : systemClock;
@@ -249,6 +251,7 @@ export class FireflyNode {
     await this.chunkServer.stop();
     this.libraryClient.close();
     this.chunksClient.close();
+    await this.store.close();
     this.db.close();
   }
 }

@@ -355,9 +355,11 @@ export async function hubEntry(address: string, path: string): Promise<LibraryEn
 /** Opens a node's data folder (after the node exited) and hands its mirror and store to `fn`. */
 export async function withNodeStore<T>(dataDir: string, fn: (mirror: LibraryMirror, store: ChunkStore) => Promise<T>): Promise<T> {
   const db = openNodeDb(dataDir);
+  const store = new ChunkStore(db, dataDir);
   try {
-    return await fn(new LibraryMirror(db), new ChunkStore(db, dataDir));
+    return await fn(new LibraryMirror(db), store);
   } finally {
+    await store.close();
     db.close();
   }
 }
