@@ -7,6 +7,7 @@ import { DEFAULT_GRPC_PORT } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { grpcAddress, libraryClient } from '../protocol/data-plane.js';
 import { addControlCommands } from './ctl-control.js';
+import { tuneGarbageCollector } from './gc-tuning.js';
 import { addCredentialCommands } from './ctl-credentials.js';
 import { readPem } from '../protocol/access.js';
 import { addFlags, HUB_FLAGS, hubConfigFrom, NODE_FLAGS, nodeConfigFrom } from './options.js';
@@ -52,6 +53,7 @@ addFlags(program.command('hub').description('run the hub: library index, catalog
       fail(err);
     }
     const log = createLogger('hub', config.logLevel);
+    tuneGarbageCollector();
     // A fresh clone's `npm start` indexes ./music: make it rather than fail. Any other
     // folder must exist (a typo should not silently index an empty folder).
     if (config.library.length === 1 && config.library[0] === './music' && !existsSync('./music')) {
@@ -77,6 +79,7 @@ addFlags(program.command('node').description('run a node: mirror the library and
       fail(err);
     }
     const log = createLogger('node', config.logLevel);
+    tuneGarbageCollector();
     // Without a hub address, find the hub on the LAN first: everything after reads config.hub.
     const { resolveHub } = await import('../discovery/resolve.js');
     let resolved;
