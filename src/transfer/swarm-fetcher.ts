@@ -197,6 +197,8 @@ interface Want {
   head: boolean;
   /** Sequential order: when (ms) the chunk became one of the next frontierChunks still missing; 0: not yet. */
   frontierAt: number;
+  /** Peers that hold it (as of the last refresh). */
+  holders: Source[];
 }
 
 /**
@@ -248,7 +250,7 @@ export class SwarmFetcher {
         const key = c.hash.toString('hex');
         const w = wants.get(key);
         if (w) w.refs.push({ content, index });
-        else wants.set(key, { hash: c.hash, key, size: c.size, pos: pos++, refs: [{ content, index }], attempts: 0, excluded: new Set(), inFlight: false, done: false, hubNotBefore: 0, salt: randomInt(1 << 30), rank: 0, covered: false, peerHas: false, head: false, frontierAt: 0 });
+        else wants.set(key, { hash: c.hash, key, size: c.size, pos: pos++, refs: [{ content, index }], attempts: 0, excluded: new Set(), inFlight: false, done: false, hubNotBefore: 0, salt: randomInt(1 << 30), rank: 0, covered: false, peerHas: false, head: false, frontierAt: 0, holders: [] });
       });
     }
     for (const w of wants.values()) if (this.store.has(w.hash)) wants.delete(w.key);
@@ -446,50 +448,46 @@ class FetchJob {
     );
   }
 
-  /** Orders the wanted chunks: by position, or rarest first (random among equals). */
+  /**
+   * Orders the wanted chunks: by position, or rarest first (random among equals), and
+   * lists per source the chunks it can give. One pass asks each peer once per chunk what
+   * it holds (the rank, the cover and the candidate lists all come from that answer):
+   * with 8 peers and thousands of chunks this runs after every refresh.
+   */
   private rank(): void {
     const now = Date.now();
-    const peers = this.f.allSources().filter((s) => !s.hub && s.usable(now));
+    const o = this.f.opts;
+    const peers = o.peers ? this.f.allSources().filter((s) => !s.hub && s.holdings.size > 0) : [];
     for (const w of this.wants.values()) {
-      const cover = this.f.opts.peers ? this.peerCover(w, now) : 'no';
+      let count = 1; // the hub
+      let cover: Holding = 'no';
+      const have: Source[] = [];
+      for (const s of peers) {
+        const h = holdingOf(s, w);
+        if (h === 'no') continue;
+        if (s.usable(now)) count++;
+        if (h === 'have') have.push(s);
+        // Would this peer deliver it (now, or once the hub's copy reaches it)? Then the hub need
+        // not send it again. A peer counts while the hub lists it (online), unless this fetch
+        // banned it, it failed this very chunk, or its calls keep failing: one merely busy, slow
+        // or briefly backed off still delivers, and counting it out would have the capped hub
+        // send the chunk a second time.
+        if (cover !== 'have' && !(s.bannedUntil > now || s.failures >= UNRELIABLE_AFTER_FAILURES || w.excluded.has(s.key))) {
+          cover = h === 'have' && s.usable(now) ? 'have' : 'coming';
+        }
+      }
       w.covered = cover !== 'no';
       w.peerHas = cover === 'have';
-      if (this.mode === 'sequential') w.rank = w.pos;
-      else {
-        let holders = 1; // the hub
-        for (const p of peers) if (holdingOf(p, w) !== 'no') holders++;
-        w.rank = holders * (1 << 30) + w.salt;
-      }
+      w.rank = this.mode === 'sequential' ? w.pos : count * (1 << 30) + w.salt;
+      w.holders = have;
     }
     this.order = [...this.wants.values()].sort((a, b) => a.rank - b.rank);
     this.candidates = new Map();
-    for (const s of this.f.allSources()) {
-      if (s.hub) {
-        // Rarest first: the hub gives only what no peer covers (its `elsewhere` answers aside); in playback order the next few always.
-        this.candidates.set(s.key, this.mode === 'sequential' || !this.f.opts.peers ? this.order : this.order.filter((w) => !w.covered));
-      } else if (s.holdings.size > 0) {
-        this.candidates.set(s.key, this.order.filter((w) => holdingOf(s, w) === 'have'));
-      }
-    }
-  }
-
-  /**
-   * Would a peer deliver this chunk (now, or once the hub's copy reaches it)? Then the hub
-   * need not send it again. A peer counts while the hub lists it (online), unless this
-   * fetch banned it, it failed this very chunk, or its calls keep failing: a peer that is
-   * merely busy, slow or briefly backed off still delivers, and counting it out would have
-   * the capped hub send the chunk a second time.
-   */
-  private peerCover(w: Want, now: number): Holding {
-    let best: Holding = 'no';
-    for (const s of this.f.allSources()) {
-      if (s.hub || s.bannedUntil > now || s.failures >= UNRELIABLE_AFTER_FAILURES || w.excluded.has(s.key)) continue;
-      const h = holdingOf(s, w);
-      // Held by a peer that cannot be asked this moment (backed off): it will deliver, later.
-      if (h === 'have' && s.usable(now)) return h;
-      if (h !== 'no') best = 'coming';
-    }
-    return best;
+    for (const s of peers) this.candidates.set(s.key, []);
+    for (const w of this.order) for (const s of w.holders) this.candidates.get(s.key)!.push(w);
+    // Rarest first: the hub gives only what no peer covers (its `elsewhere` answers aside); in playback order the next few always.
+    const hub = this.f.hubSource();
+    this.candidates.set(hub.key, this.mode === 'sequential' || !o.peers ? this.order : this.order.filter((w) => !w.covered));
   }
 
   private schedule(): void {
