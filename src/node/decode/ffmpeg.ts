@@ -66,11 +66,13 @@ function spawnFfmpeg(bin: string, args: string[]): Child {
 }
 
 /**
- * A spare is replaced when the decoder that took it closes (playback stopped or moved on:
- * the node is idle), or at the latest this long after it was taken, so the replacement's
- * start-up never competes with the start of playback it was taken for.
+ * A spare is replaced this long after it was taken: late enough that the replacement's
+ * start-up does not compete with the start of playback it was taken for, early enough
+ * that a stop soon after finds it (the stop parks a decode of the track, which takes the
+ * spare; with 5 s here, 8 nodes stopped 1.2 s into a track each loaded ffmpeg cold at
+ * once, and a play 300 ms later waited for them: 71–158 ms to ready instead of 0).
  */
-const SPARE_REFILL_MS = 5000;
+const SPARE_REFILL_MS = 1000;
 /** After a decoder closes, its spare is started this much later (ms). */
 const SPARE_IDLE_REFILL_MS = 1000;
 
