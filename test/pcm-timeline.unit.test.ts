@@ -79,4 +79,25 @@ describe('PcmTimeline', () => {
     await timeline.close();
     assert.deepEqual(order, [1, 7]);
   });
+  it('decodes no further ahead than it is allowed, and on once the limit is raised (a prepared session before its start)', async () => {
+    const dir = await tempDir('firefly-timeline-');
+    const file = join(dir, 'long.wav');
+    await makeTone(file, { format: 'wav', seconds: 3, sampleRate: RATE });
+    const ref: TrackRef = { entryId: 1, contentId: 'cd'.repeat(32), format: 'wav', durationMs: 3000 };
+    const timeline = new PcmTimeline(ref, 0, null, async () => createReadStream(file), openDecoder, { sampleRate: RATE, channels: 2, aheadFrames: RATE / 2, readFrames: 4096 }, () => undefined);
+    const settled = async () => {
+      // Decoding stops once the limit is reached: wait until nothing more arrives for a while.
+      for (let last = -1; last !== timeline.bufferedFrames; ) {
+        last = timeline.bufferedFrames;
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      return timeline.bufferedFrames;
+    };
+    const before = await settled();
+    assert.ok(before >= RATE / 2 && before < RATE / 2 + 4096, `decoded ${before} frames ahead with a limit of ${RATE / 2}`);
+    timeline.setAhead(RATE * 2);
+    const after = await settled();
+    assert.ok(after >= RATE * 2 && after < RATE * 2 + 4096, `decoded ${after} frames ahead with a limit of ${RATE * 2}`);
+    await timeline.close();
+  });
 });

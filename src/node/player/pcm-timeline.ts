@@ -87,6 +87,12 @@ export class PcmTimeline {
     return this.blocks[0]?.entryId ?? this.current.track.entryId;
   }
 
+  /** Decode at most this far ahead from now on (frames). */
+  setAhead(frames: number): void {
+    this.options.aheadFrames = frames;
+    this.kick();
+  }
+
   /** What follows the track being decoded now (and after it); replaces what was said before. */
   setNext(next: TrackRef | null, upcoming: readonly TrackRef[] = []): void {
     this.next = next;
