@@ -9,12 +9,12 @@ export interface ClockServerOptions {
   host: string;
   /** 0: any free port (tests); the port taken is logged and in `port`. */
   port: number;
-  /** Requests answered per second from one address and port; more are dropped. */
+  /** Requests answered per second from one address and port (default 250: a node's start-up burst of 200 a second); more are dropped. */
   perSourceRate?: number;
   /**
    * Requests answered per second from one address, whatever its ports (a flood from many
-   * ports); default 500: room for 50 nodes on one machine (benchmarks) at their start-up
-   * rate of 10 a second.
+   * ports); default 2000: room for 10 nodes on one machine (benchmarks) at their start-up
+   * rate of 200 a second.
    */
   perAddressRate?: number;
   /** The hub's clock (ms); default the machine's monotonic clock. */
@@ -46,7 +46,7 @@ export class ClockServer {
     private readonly options: ClockServerOptions,
     private readonly log: Logger,
   ) {
-    const rate = options.perAddressRate ?? 500;
+    const rate = options.perAddressRate ?? 2000;
     this.perAddress = new RateLimiter(rate, rate, 10_000);
   }
 
@@ -116,7 +116,7 @@ export class ClockServer {
 
   /** Token bucket per source: a burst of one second's worth, refilled at perSourceRate. */
   private admit(source: string, now: number): boolean {
-    const rate = this.options.perSourceRate ?? 50;
+    const rate = this.options.perSourceRate ?? 250;
     const bucket = this.buckets.get(source) ?? { tokens: rate, at: now };
     bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.at) / 1000) * rate);
     bucket.at = now;

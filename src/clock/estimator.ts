@@ -37,8 +37,13 @@ export interface ClockEstimatorOptions {
   maxDriftPpm: number;
   /** Samples with a longer round trip are dropped outright (ms). */
   maxRttMs: number;
-  /** Synced once this many samples are in and the error bound is at most syncErrorMs. */
+  /**
+   * Synced once this many samples are in, they span syncSpanMs (the drift is read, not
+   * assumed: before that a node 100 ppm off was still 300 µs out) and the error bound is
+   * at most syncErrorMs. A node's player says ready only once its clock is synced.
+   */
   minSamples: number;
+  syncSpanMs: number;
   syncErrorMs: number;
   /**
    * Once synced, a change of the estimate is applied gradually at this rate (ppm of
@@ -59,7 +64,29 @@ export interface ClockEstimatorOptions {
    * whole window (12,000 samples at 20 a second), about a millisecond of CPU each time.
    */
   refitMs: number;
+  /** How the drift is read from the exchanges (fitOffsetLine). */
+  fit: FitTuning;
 }
+
+/** The drift's two readings in fitOffsetLine: the channel's, with its cost, and the fast exchanges' least-squares slope. */
+export interface FitTuning {
+  /** Width (ms) a drift costs per unit of slope, so an undetermined drift stays near zero. */
+  driftCostMs: number;
+  /** Points this close (ms) to their envelope count as fast exchanges for the drift... */
+  tailMs: number;
+  /** ...and the drift is taken from them once this many each way span this long (ms). */
+  tailMinPoints: number;
+  tailMinSpanMs: number;
+}
+
+/**
+ * driftCostMs was 3000 while nodes exchanged 40 times a second: it held the drift at zero
+ * for the first 5–7 s, during which a node 100 ppm off ramped 300–450 µs away. At 200
+ * exchanges a second the channel reads the drift within 2.5 s, and 300 lets it (replayed
+ * on recorded exchanges: nodes within 86 µs of each other from 2.5 s on, against 389 µs
+ * with 3000).
+ */
+export const DEFAULT_FIT: FitTuning = { driftCostMs: 300, tailMs: 0.5, tailMinPoints: 10, tailMinSpanMs: 10_000 };
 
 export const DEFAULT_ESTIMATOR_OPTIONS: ClockEstimatorOptions = {
   windowMs: 10 * 60_000,
@@ -67,12 +94,14 @@ export const DEFAULT_ESTIMATOR_OPTIONS: ClockEstimatorOptions = {
   maxDriftPpm: 500,
   maxRttMs: 1000,
   minSamples: 10,
+  syncSpanMs: 2500,
   syncErrorMs: 1,
   slewPpm: 500,
   stepMs: 5,
   outlierMs: 50,
   resetAfterOutliers: 5,
   refitMs: 250,
+  fit: DEFAULT_FIT,
 };
 
 /** hub − local as a line in local time: offset(L) = a + b · (L − ref). */
@@ -109,7 +138,7 @@ export class ClockEstimator implements HubClock {
   private counts = { accepted: 0, outliers: 0, resets: 0 };
 
   constructor(options: Partial<ClockEstimatorOptions> = {}) {
-    this.options = { ...DEFAULT_ESTIMATOR_OPTIONS, ...options };
+    this.options = { ...DEFAULT_ESTIMATOR_OPTIONS, ...options, fit: { ...DEFAULT_FIT, ...options.fit } };
   }
 
   /** Feeds one exchange; returns false if it was refused (malformed, too slow, outlier). */
@@ -223,10 +252,11 @@ export class ClockEstimator implements HubClock {
   }
 
   private refit(now: number): void {
-    const fit = fitOffsetLine(this.samples, now, this.options.maxDriftPpm * 1e-6);
+    const fit = fitOffsetLine(this.samples, now, this.options.maxDriftPpm * 1e-6, this.options.fit);
     this.fit = fit;
     const wasSynced = this.isSynced;
-    if (!wasSynced && this.samples.length >= this.options.minSamples && fit.width / 2 <= this.options.syncErrorMs) this.isSynced = true;
+    const span = this.samples.length > 0 ? now - this.samples[0].t1 : 0;
+    if (!wasSynced && this.samples.length >= this.options.minSamples && span >= this.options.syncSpanMs && fit.width / 2 <= this.options.syncErrorMs) this.isSynced = true;
 
     // Keep the served mapping continuous at `now`: the difference to the new estimate
     // becomes a correction that slews away, unless it is too big to wait for.
@@ -252,7 +282,7 @@ export class ClockEstimator implements HubClock {
  * average would only like 1/√N).
  *
  * While the window is short the drift is poorly determined (a 10 s window with 20 ms of
- * jitter cannot tell 0 from 100 ppm), so a drift costs a little width (DRIFT_COST_MS per
+ * jitter cannot tell 0 from 100 ppm), so a drift costs a little width (driftCostMs per
  * unit of slope): an undetermined drift stays near zero instead of running to the edge.
  * The width is concave in the slope (a minimum of lines minus a maximum of lines, minus
  * |slope|·cost), so a golden-section search finds its maximum.
@@ -265,7 +295,8 @@ export class ClockEstimator implements HubClock {
  * recording, the nodes' clocks agreed within 54 µs (p99) 30–60 s after the start instead
  * of 134 µs, and within 36 µs instead of 58 µs in the next minute.
  */
-export function fitOffsetLine(samples: readonly ClockSample[], ref: number, maxSlope: number, driftCostMs = DRIFT_COST_MS): Fit {
+export function fitOffsetLine(samples: readonly ClockSample[], ref: number, maxSlope: number, tuning: FitTuning = DEFAULT_FIT): Fit {
+  const { driftCostMs } = tuning;
   const n = samples.length;
   const ux = new Float64Array(n);
   const uy = new Float64Array(n);
@@ -306,7 +337,7 @@ export function fitOffsetLine(samples: readonly ClockSample[], ref: number, maxS
   // moves with every new record-fast exchange. The drift is better measured by all the
   // fast ones: a least-squares slope through the points near either envelope (each set
   // with its own intercept). The offset is then still the middle of the channel.
-  const tail = tailSlope(ux, uy, dx, dy, b0, envelopes(b0), maxSlope);
+  const tail = tailSlope(ux, uy, dx, dy, b0, envelopes(b0), maxSlope, tuning);
   let b = b0;
   let e = envelopes(b0);
   if (tail !== undefined) {
@@ -342,18 +373,13 @@ function sortedIndices(x: Float64Array, y: Float64Array): Uint32Array {
   return order;
 }
 
-/** Points this close (ms) to their envelope count as fast exchanges for the drift. */
-const TAIL_MS = 0.5;
-/** ...and the drift is taken from them once this many each way span this long (ms). */
-const TAIL_MIN_POINTS = 10;
-const TAIL_MIN_SPAN_MS = 10_000;
-
 /**
- * The least-squares slope through the up points within TAIL_MS of the top envelope and
- * the down points within TAIL_MS of the bottom one (slope `b0`), each set with its own
+ * The least-squares slope through the up points within tailMs of the top envelope and
+ * the down points within tailMs of the bottom one (slope `b0`), each set with its own
  * intercept; undefined while there are too few of them or they span too short a time.
  */
-function tailSlope(ux: Float64Array, uy: Float64Array, dx: Float64Array, dy: Float64Array, b0: number, e: { top: number; bottom: number }, maxSlope: number): number | undefined {
+function tailSlope(ux: Float64Array, uy: Float64Array, dx: Float64Array, dy: Float64Array, b0: number, e: { top: number; bottom: number }, maxSlope: number, tuning: FitTuning): number | undefined {
+  const { tailMs, tailMinPoints, tailMinSpanMs } = tuning;
   let num = 0;
   let den = 0;
   const side = (x: Float64Array, y: Float64Array, near: (i: number) => boolean): boolean => {
@@ -370,7 +396,7 @@ function tailSlope(ux: Float64Array, uy: Float64Array, dx: Float64Array, dy: Flo
       lo = Math.min(lo, x[i]);
       hi = Math.max(hi, x[i]);
     }
-    if (n < TAIL_MIN_POINTS || hi - lo < TAIL_MIN_SPAN_MS) return false;
+    if (n < tailMinPoints || hi - lo < tailMinSpanMs) return false;
     const mx = sx / n;
     const my = sy / n;
     for (let i = 0; i < x.length; i++) {
@@ -380,8 +406,8 @@ function tailSlope(ux: Float64Array, uy: Float64Array, dx: Float64Array, dy: Flo
     }
     return true;
   };
-  const up = side(ux, uy, (i) => uy[i] - b0 * ux[i] - e.top < TAIL_MS);
-  const down = side(dx, dy, (i) => e.bottom - (dy[i] - b0 * dx[i]) < TAIL_MS);
+  const up = side(ux, uy, (i) => uy[i] - b0 * ux[i] - e.top < tailMs);
+  const down = side(dx, dy, (i) => e.bottom - (dy[i] - b0 * dx[i]) < tailMs);
   if (!up || !down || den <= 0) return undefined;
   return Math.max(-maxSlope, Math.min(maxSlope, num / den));
 }
@@ -407,8 +433,6 @@ function hull(x: Float64Array, y: Float64Array, side: 1 | -1): number[] {
   }
   return out;
 }
-
-const DRIFT_COST_MS = 3000;
 
 /** The maximum of a concave function on [lo, hi] (golden-section search, to 1e-9). */
 function maximise(f: (x: number) => number, lo: number, hi: number): number {

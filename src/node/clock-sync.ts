@@ -26,6 +26,17 @@ export interface ClockSyncOptions {
 }
 
 /**
+ * Exchanges per second at first (and after a reset), for how long, and then. The burst
+ * is what makes a node's first seconds good: with 0–20 ms of jitter on the path only a
+ * few exchanges in a thousand get through nearly undelayed, and the drift can be read
+ * only once enough of them span a few seconds. At 40 a second the nodes of the sync
+ * benchmark were up to 300 µs apart 3–10 s after they started; at 200 a second, within
+ * 86 µs from 2.5 s on (the same recorded paths replayed, docs/audio.md). 200 a second is
+ * 9 KB/s each way, for 15 s.
+ */
+export const CLOCK_RATES = { burstRate: 200, burstSeconds: 15, steadyRate: 20 };
+
+/**
  * The node's side of the clock exchange: sends four-timestamp requests to the hub over
  * UDP, quickly at first and then steadily for as long as the node runs (the estimate
  * keeps improving and follows drift while playing), and feeds the replies to a
@@ -89,8 +100,8 @@ export class ClockSync {
   }
 
   private rate(): number {
-    const burstMs = (this.options.burstSeconds ?? 15) * 1000;
-    return this.clock.now() - this.startedAt < burstMs ? (this.options.burstRate ?? 40) : (this.options.steadyRate ?? 20);
+    const burstMs = (this.options.burstSeconds ?? CLOCK_RATES.burstSeconds) * 1000;
+    return this.clock.now() - this.startedAt < burstMs ? (this.options.burstRate ?? CLOCK_RATES.burstRate) : (this.options.steadyRate ?? CLOCK_RATES.steadyRate);
   }
 
   private async send(host: string): Promise<void> {
@@ -109,8 +120,8 @@ export class ClockSync {
     const mac = this.options.auth ? clockMac(this.options.auth) : undefined;
     const t1 = this.clock.now();
     this.pending.set(seq, t1);
-    // Replies two burst-rate intervals' worth of requests behind (2 s in the burst, 4 s after) are not coming, or too slow to be any use.
-    this.pending.delete((seq - 2 * (this.options.burstRate ?? 40)) >>> 0);
+    // Replies two burst-rate seconds' worth of requests behind (2 s in the burst, 20 s after) are not coming, or too slow to be any use.
+    this.pending.delete((seq - 2 * (this.options.burstRate ?? CLOCK_RATES.burstRate)) >>> 0);
     socket.send(encodeClockPacket({ kind: 'request', seq, t1, t2: 0, t3: 0 }, this.options.auth, mac), this.options.port, this.address);
   }
 

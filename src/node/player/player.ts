@@ -33,9 +33,15 @@ export interface PlayerOptions {
   dropOutMs: number;
   /** ...and rejoins once this much is decoded ahead of the play position again (ms; at most aheadMs). */
   rejoinMarginMs: number;
+  /**
+   * A node whose clock is not synced yet (its first seconds) says ready only once it is,
+   * or after this long (ms): until then its samples would land up to milliseconds off the
+   * group's. The hub starts without it and it joins in progress, in sync.
+   */
+  clockWaitMs: number;
 }
 
-export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40, aheadMs: 3000, prestartAheadMs: 500, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000 };
+export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40, aheadMs: 3000, prestartAheadMs: 500, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000, clockWaitMs: 5000 };
 
 export interface PlayerDeps {
   /** Open already (the node's output selection opens it). */
@@ -307,11 +313,24 @@ export class Player {
     const preroll = Math.round((prerollMs * this.rate) / 1000);
     while (this.session === s && !s.timeline.error && !s.timeline.finished && s.timeline.bufferedFrames < preroll) await s.timeline.whenMoreData();
     if (this.session !== s || s.timeline.error) return;
+    const clockWaitMs = await this.clockSynced(s);
+    if (this.session !== s) return;
     s.ready = true;
     this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
-    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, prepareMs: Math.round(performance.now() - started), cpuMs: cpuMs(process.cpuUsage(cpu)) }, 'ready');
+    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, prepareMs: Math.round(performance.now() - started), cpuMs: cpuMs(process.cpuUsage(cpu)), ...(clockWaitMs > 0 && { clockWaitMs }) }, 'ready');
     // Tracks of another format coming up get a decoder readied now, off the start's critical path.
     for (const f of new Set([c.next, ...(c.upcoming ?? [])].filter((t) => t && t.format !== c.track.format).map((t) => t!.format))) this.deps.warmDecoder?.(f);
+  }
+
+  /** Waits (ms, returned) until the clock is synced, the session ends, or clockWaitMs passed (then says so). */
+  private async clockSynced(s: Session): Promise<number> {
+    const clock = this.deps.hubClock;
+    if (clock.synced) return 0;
+    const started = performance.now();
+    while (!clock.synced && this.session === s && performance.now() - started < this.options.clockWaitMs) await new Promise((r) => setTimeout(r, 20));
+    const waited = Math.round(performance.now() - started);
+    if (!clock.synced && this.session === s) this.deps.log.warn({ session: s.id, waitedMs: waited }, 'the clock is not synced with the hub yet; playing anyway, possibly out of sync');
+    return waited;
   }
 
   /** The device's delay as the write loop keeps it (silence keeps it full while waiting), plus the latency offset. */
