@@ -11,6 +11,7 @@
  * True time is the machine's monotonic clock, which every process reads underneath.
  */
 import { randomBytes } from 'node:crypto';
+import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { monotonicMs } from '../src/clock/local-clock.js';
 import type { CommandReply, GroupState } from '../src/protocol/schemas.js';
@@ -102,20 +103,22 @@ async function teardown(r: Rig | undefined): Promise<void> {
 }
 
 /**
- * Every recorded frame, keyed by session and by position on a timeline that runs on
- * through gapless repeats: "session:frame" → true time. A repeat the hub starts as a new
- * session (after a track's end) starts a new timeline; nodes are compared within one.
+ * Every recorded frame, keyed by session, by which gapless repeat of the track it is in
+ * and by its track frame: "session:repeat:frame" → true time. Nodes are compared within
+ * one session. (Keyed on the last mark seen before each repeat instead, a node whose
+ * last mark of a repeat went unrecorded would be numbered 4800 frames short from then on:
+ * 100 ms apart in the table without being so.)
  */
 function timeline(records: readonly MeasureRecord[]): Map<string, number> {
   const out = new Map<string, number>();
-  const base = new Map<string, { base: number; last: number }>();
+  const state = new Map<string, { repeats: number; last: number }>();
   for (const r of records) {
     if (r.trackFrame < 0) continue;
-    const b = base.get(r.session) ?? { base: 0, last: -1 };
-    if (r.trackFrame < b.last) b.base += b.last + 1;
+    const b = state.get(r.session) ?? { repeats: 0, last: -1 };
+    if (r.trackFrame < b.last) b.repeats++;
     b.last = r.trackFrame;
-    base.set(r.session, b);
-    out.set(`${r.session}:${b.base + r.trackFrame}`, r.trueMs);
+    state.set(r.session, b);
+    out.set(`${r.session}:${b.repeats}:${r.trackFrame}`, r.trueMs);
   }
   return out;
 }
@@ -139,6 +142,7 @@ export async function benchSync(options: SyncBenchOptions = {}): Promise<string>
     note(`sync: playing for ${minutes} min`);
     await new Promise((res) => setTimeout(res, minutes * 60_000 + 2000));
     await keepLogs('sync', [{ name: 'hub', proc: r.hub.proc }, ...r.nodes]);
+    if (process.env.FIREFLY_BENCH_LOGS) for (const n of r.nodes) await copyFile(n.measure, join(process.env.FIREFLY_BENCH_LOGS, `sync-${n.name}.frames.jsonl`));
     const perNode = await Promise.all(r.nodes.map(async (n) => timeline(await readMeasure(n.measure))));
     const spreads: { at: number; spread: number }[] = [];
     for (const [frame, t0] of perNode[0]) {
