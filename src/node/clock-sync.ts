@@ -31,8 +31,8 @@ export interface ClockSyncOptions {
  * few exchanges in a thousand get through nearly undelayed, and the drift can be read
  * only once enough of them span a few seconds. At 40 a second the nodes of the sync
  * benchmark were up to 300 µs apart 3–10 s after they started; at 200 a second, within
- * 86 µs from 2.5 s on (the same recorded paths replayed, docs/audio.md). 200 a second is
- * 9 KB/s each way, for 15 s.
+ * 86–121 µs from 2.5–6 s on (recorded exchanges replayed through the estimator,
+ * docs/audio.md). 200 a second is 9 KB/s each way, for 15 s.
  */
 export const CLOCK_RATES = { burstRate: 200, burstSeconds: 15, steadyRate: 20 };
 
