@@ -90,6 +90,15 @@ test('putAsync writes chunks that arrive together in one batch, each once, and t
   assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b));
 });
 
+test('a batch that cannot be indexed rejects every put in it; none is left waiting', async (t) => {
+  const { store, db } = setup(t);
+  const cs = [chunk('x'), chunk('y')];
+  const puts = cs.map((c) => store.putAsync(c.hash, c.data));
+  // The index goes away between the puts and their batch write.
+  db.close();
+  for (const p of puts) await assert.rejects(p, /database connection is not open/);
+});
+
 test('bytes a crash left unindexed are dead space: the next open appends after them, and unreferenced packs go', async (t) => {
   const first = setup(t, undefined, { packBytes: 4000 });
   const cs = Array.from({ length: 6 }, (_, i) => chunk(`c${i}`, 1500));

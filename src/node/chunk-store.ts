@@ -354,8 +354,9 @@ export class ChunkStore {
     return true;
   }
 
+  /** Queues a step behind the others; a step that fails does not stop the ones after it (compaction is tried again at the next eviction). */
   private enqueue(step: () => Promise<void>): void {
-    this.lane = this.lane.then(step, step);
+    this.lane = this.lane.then(() => step().catch(() => undefined));
   }
 
   private scheduleFlush(): void {
@@ -368,6 +369,15 @@ export class ChunkStore {
   }
 
   private async writeBatch(batch: PendingPut[]): Promise<void> {
+    try {
+      await this.writeChunks(batch);
+    } catch (err) {
+      // Whatever failed outside the write itself (the index unreadable, say): every put of the batch hears it, none hangs.
+      for (const p of batch) p.reject(err as Error);
+    }
+  }
+
+  private async writeChunks(batch: PendingPut[]): Promise<void> {
     // A chunk may have been stored meanwhile (a sync put of the same bytes).
     const todo = batch.filter((p) => !this.has(p.hash));
     for (const p of batch) if (!todo.includes(p)) p.resolve();
