@@ -140,6 +140,8 @@ export class ChunkStore {
   private lane: Promise<void> = Promise.resolve();
   private flushQueued = false;
   private compactQueued = false;
+  /** The pack being compacted: its steps go on with it, so the packs are not surveyed again every 4 MiB. */
+  private compacting?: number;
   private closed = false;
 
   private readonly fsync: boolean;
@@ -568,8 +570,9 @@ export class ChunkStore {
   private async compactStep(): Promise<void> {
     this.compactQueued = false;
     if (this.closed) return;
-    const id = this.sparsePacks()[0];
+    const id = this.compacting ?? this.sparsePacks()[0];
     if (id === undefined) return;
+    this.compacting = id;
     const rows = cached(this.db, 'SELECT hash, size, offset FROM chunks WHERE pack = ? ORDER BY offset').all(id) as { hash: Buffer; size: number; offset: number }[];
     const moving: { hash: Buffer; data: Buffer }[] = [];
     let bytes = 0;
@@ -606,7 +609,10 @@ export class ChunkStore {
         this.release(handle);
       }
     }
-    if (cached(this.db, 'SELECT 1 FROM chunks WHERE pack = ? LIMIT 1').get(id) === undefined) this.retire(id);
+    if (cached(this.db, 'SELECT 1 FROM chunks WHERE pack = ? LIMIT 1').get(id) === undefined) {
+      this.retire(id);
+      this.compacting = undefined;
+    }
     this.scheduleCompaction();
   }
 
