@@ -48,19 +48,22 @@ interface Rig {
   observer: Observer;
   proxy?: UdpDelayProxy;
   groupId: number;
+  /** The first track's entry; entryIds: every track's, in library order. */
   entryId: number;
+  entryIds: number[];
   nodes: { name: string; proc: FireflyProcess; measure: string }[];
   command(name: CommandName, body: Record<string, unknown>): Promise<unknown>;
 }
 
-async function rig(count: number, trackSeconds: number, simulate: boolean): Promise<Rig> {
+async function rig(count: number, trackSeconds: number, simulate: boolean, tracks = 1): Promise<Rig> {
   const broker = await embeddedBroker();
   const library = await tempDir('firefly-bench-music-');
-  await makeTrack(join(library, 'track.flac'), { format: 'flac', seconds: trackSeconds, seed: 7 });
+  for (let i = 0; i < tracks; i++) await makeTrack(join(library, `track${i}.flac`), { format: 'flac', seconds: trackSeconds, seed: 7 + i });
   const hub = await startControlHub(broker, { library });
   await hub.proc.waitForLog('library indexed', 120_000);
   await hub.proc.waitForLog('clock server listening (UDP)');
-  const entryId = (await ctlLibrary(hub.grpc))[0].id;
+  const entryIds = (await ctlLibrary(hub.grpc)).map((e) => e.id);
+  const entryId = entryIds[0];
   let proxy: UdpDelayProxy | undefined;
   if (simulate) {
     proxy = new UdpDelayProxy({ target: { host: '127.0.0.1', port: hub.clockPort }, maxDelayMs: 20, seed: 7 });
@@ -93,7 +96,7 @@ async function rig(count: number, trackSeconds: number, simulate: boolean): Prom
     if (!reply.ok) throw new Error(`${name} refused: ${reply.error?.message}`);
     return reply.result;
   };
-  return { broker, hub, observer, proxy, groupId: created.groupId, entryId, nodes, command };
+  return { broker, hub, observer, proxy, groupId: created.groupId, entryId, entryIds, nodes, command };
 }
 
 async function teardown(r: Rig | undefined): Promise<void> {
@@ -170,11 +173,11 @@ export async function benchSync(options: SyncBenchOptions = {}): Promise<string>
 
 export async function benchCommandToSound(options: CommandToSoundOptions = {}): Promise<string> {
   const count = options.nodes ?? 8;
-  const rounds = options.rounds ?? Number(process.env.FIREFLY_BENCH_C2S_ROUNDS ?? 10);
+  const rounds = options.rounds ?? Number(process.env.FIREFLY_BENCH_C2S_ROUNDS ?? 13);
   let r: Rig | undefined;
   try {
     note(`command-to-sound: starting a hub and ${count} nodes`);
-    r = await rig(count, 20, false);
+    r = await rig(count, 20, false, 2);
     const all: number[] = [];
     const worst: number[] = [];
     // Where the time goes, from the hub's log: command → session prepared, the barrier, the start margin.
@@ -187,12 +190,20 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const skipped: number[] = [];
     /** The first round: the nodes' first play since they started (no decode kept from an earlier one). */
     let firstPlay = NaN;
-    /** Every node-play of the rounds after the first. */
-    const later: number[] = [];
+    /**
+     * The rounds after the first play tracks A, A, B, B, A, A…: every other play is the
+     * track just stopped again (its start kept decoded on the nodes), the others the
+     * other track (held, but its decoder opened afresh).
+     */
+    const again: number[] = [];
+    const other: number[] = [];
+    const [a, b] = r.entryIds;
+    let last: number | undefined;
     for (let i = 0; i < rounds; i++) {
+      const entryId = i === 0 ? a : Math.floor(i / 2) % 2 === 0 ? a : b;
       const sentWall = Date.now();
       const sent = monotonicMs();
-      await r.command('play', { groupId: r.groupId, entryId: r.entryId });
+      await r.command('play', { groupId: r.groupId, entryId });
       const g = await waitFor('started', () => {
         const s = r!.observer.last<GroupState>(r!.observer.topics.groupState(r!.groupId));
         return s?.playback.anchor && s.playback.anchor.hubMs > sent ? s : undefined;
@@ -222,7 +233,8 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       all.push(...lat);
       if (lat.length === firsts.length) worst.push(Math.max(...lat));
       if (i === 0) firstPlay = Math.max(...lat);
-      else later.push(...lat);
+      else (entryId === last ? again : other).push(...lat);
+      last = entryId;
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
@@ -234,10 +246,11 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       xs.sort((a, b) => a - b);
       return t.row(label, ms(percentile(xs, 50)), ms(percentile(xs, 95)), ms(xs.at(-1) ?? NaN));
     };
-    const table = new Table(`Command-to-sound: ${count} nodes, track held, ${rounds} plays`, ['', 'p50', 'p95', 'max'])
+    const table = new Table(`Command-to-sound: ${count} nodes, two tracks held, ${rounds} plays`, ['', 'p50', 'p95', 'max'])
       .row('first frame at each output', ms(percentile(all, 50)), ms(percentile(all, 95)), ms(all.at(-1)!))
       .row('first frame at the last output', ms(percentile(worst, 50)), ms(percentile(worst, 95)), ms(worst.at(-1)!));
-    row(table, 'first frame at each output, plays after the first', later);
+    row(table, 'plays after the first: the same track again', again);
+    row(table, 'plays after the first: the other track', other);
     row(table, '  command → hub prepared (wall clock)', toPrepare);
     row(table, '  start barrier (all ready)', barrier);
     row(table, '  a node: prepare → ready (pre-roll decoded)', prepare);

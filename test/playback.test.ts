@@ -193,6 +193,9 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
       const ready = n.proc!.logs.find((l) => l.msg === 'ready' && l.session === session);
       assert.equal(ready?.parked, true, `${n.name}: resume not served by the parked decode: ${JSON.stringify(ready)}`);
     }
+    // Every member told the hub it kept that decode, so the start went out with the prepares (no barrier).
+    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    assert.equal(startedLog?.why, 'every member keeps the track decoded', `resume started after a barrier: ${JSON.stringify(startedLog)}`);
   });
 
   it('seek moves every node to the new position, together; a node started mid-track joins in sync', async () => {

@@ -51,66 +51,104 @@ describe('SyncCoordinator: starting at once', () => {
     };
     const coordinator = new SyncCoordinator(queue, ctx, DEFAULT_COORDINATOR, createLogger('test', 'silent'));
     const of = (kind: NodeCommand['command']) => sent.filter((s) => s.command.command === kind);
-    /** Plays the queue; members say ready `readyAfterMs` later (with a 50 ms output delay). */
-    const play = (readyAfterMs: number | ((nodeId: number) => number)) => {
+    /** Plays the queue; members say ready 10 ms later (with a 50 ms output delay). Ends with a pause or stop. */
+    const play = (end: 'stop' | 'pause' = 'stop') => {
       sent.length = 0;
       coordinator.play();
       const prepare = of('prepare')[0]?.command as Extract<NodeCommand, { command: 'prepare' }>;
       const startedAtOnce = of('start').length;
       const t0 = clock.now;
-      for (const nodeId of members) {
-        clock.now = t0 + (typeof readyAfterMs === 'number' ? readyAfterMs : readyAfterMs(nodeId));
-        coordinator.onPlayerEvent(nodeId, { event: 'ready', session: prepare.session, outputDelayMs: 50 });
-      }
+      clock.now = t0 + 10;
+      for (const nodeId of members) coordinator.onPlayerEvent(nodeId, { event: 'ready', session: prepare.session, outputDelayMs: 50 });
       const start = of('start')[0]?.command as Extract<NodeCommand, { command: 'start' }> | undefined;
-      coordinator.stop();
-      clock.now += 1000;
-      return { startedAtOnce, start, preparedAt: t0 };
+      clock.now += 2000;
+      if (end === 'stop') coordinator.stop();
+      else coordinator.pause();
+      clock.now += 500;
+      return { startedAtOnce, start, preparedAt: t0, positionMs: prepare.positionMs };
     };
-    return { coordinator, play };
+    /** A member reports the decodes it keeps going (as a node does after a stop or pause). */
+    const kept = (nodeId: number, fromMs: number, toMs: number, entryId = track.entryId, outputDelayMs = 50) =>
+      coordinator.onPlayerEvent(nodeId, { event: 'kept', spots: [{ entryId, contentId: track.contentId, fromMs, toMs }], outputDelayMs });
+    return { coordinator, play, kept };
   }
 
-  it('waits for the barrier on a first play: nothing is known of the members yet', () => {
+  it('waits for the barrier on a first play: nothing is kept decoded yet', () => {
     const { coordinator, play } = rig([1, 2], () => true);
-    const r = play(10);
+    const r = play();
     assert.equal(r.startedAtOnce, 0, 'no start before the members said ready');
     assert.ok(r.start, 'started once all were ready');
     assert.equal(r.start.atHubMs, r.preparedAt + 10 + DEFAULT_COORDINATOR.startMarginMs);
     coordinator.close();
   });
 
-  it('starts at once, with the prepare, when every member holds the track and was ready quickly last time', () => {
+  it('waits for the barrier on a second play when the members kept nothing (they were merely quick last time)', () => {
     const { coordinator, play } = rig([1, 2, 3], () => true);
-    play(10);
-    const r = play(10);
+    play();
+    assert.equal(play().startedAtOnce, 0);
+    coordinator.close();
+  });
+
+  it('starts at once, with the prepare, when every member keeps the track decoded at the position', () => {
+    const { coordinator, play, kept } = rig([1, 2, 3], () => true);
+    play();
+    for (const n of [1, 2, 3]) kept(n, 0, 2900, track.entryId, n === 2 ? 80 : 50);
+    const r = play();
     assert.equal(r.startedAtOnce, 3, 'a start for every member went out with the prepares');
-    assert.equal(r.start!.atHubMs, r.preparedAt + Math.max(DEFAULT_COORDINATOR.startAtOnceMarginMs, 50 + DEFAULT_COORDINATOR.startSlackMs), 'the start instant counts from the prepare, and covers the output delay');
+    assert.equal(r.start!.atHubMs, r.preparedAt + Math.max(DEFAULT_COORDINATOR.startAtOnceMarginMs, 80 + DEFAULT_COORDINATOR.startSlackMs), 'the start instant counts from the prepare, and covers the largest output delay');
+    // The prepare ended what they kept: the next play waits for the barrier again.
+    assert.equal(play().startedAtOnce, 0);
     coordinator.close();
   });
 
-  it('waits for the barrier when a member does not hold the whole track', () => {
-    const { coordinator, play } = rig([1, 2], (nodeId) => nodeId !== 2);
-    play(10);
-    assert.equal(play(10).startedAtOnce, 0);
+  it('a resume starts at once when the kept decodes cover the paused position, and waits when they do not', () => {
+    const { coordinator, play, kept } = rig([1, 2], () => true);
+    play('pause');
+    const paused = coordinator.positionMs();
+    assert.ok(paused > 1000, `paused ${paused} ms in`);
+    for (const n of [1, 2]) kept(n, paused - 1000, paused + 1900);
+    assert.equal(play('pause').startedAtOnce, 2, 'resumed at once');
+    const later = coordinator.positionMs();
+    kept(1, later - 1000, later + 1900);
+    kept(2, 0, 2900); // member 2 kept only the start of the track
+    assert.equal(play().startedAtOnce, 0, 'member 2 does not cover the paused position');
     coordinator.close();
   });
 
-  it('waits for the barrier after a member was slow to be ready, and starts at once again once it was quick', () => {
-    const { coordinator, play } = rig([1, 2], () => true);
-    const slow = (nodeId: number) => (nodeId === 2 ? DEFAULT_COORDINATOR.startAtOnceReadyMs + 40 : 5);
-    // The first prepare since a member came online (loading code and decoder) does not count as slow.
-    play(slow);
-    assert.equal(play(slow).startedAtOnce, 2, 'the first ready was slow, but it was the first');
-    assert.equal(play(5).startedAtOnce, 0, 'member 2 was slow last time');
-    assert.equal(play(5).startedAtOnce, 2, 'both were quick last time');
-    coordinator.close();
+  it('waits for the barrier when a member keeps another track, no longer holds the track, or did not report', () => {
+    const a = rig([1, 2], () => true);
+    a.play();
+    a.kept(1, 0, 2900);
+    a.kept(2, 0, 2900, track.entryId + 1);
+    assert.equal(a.play().startedAtOnce, 0, 'another track');
+    a.coordinator.close();
+    const b = rig([1, 2], (nodeId) => nodeId !== 2);
+    b.play();
+    b.kept(1, 0, 2900);
+    b.kept(2, 0, 2900);
+    assert.equal(b.play().startedAtOnce, 0, 'member 2 does not hold the track');
+    b.coordinator.close();
+    const c = rig([1, 2], () => true);
+    c.play();
+    c.kept(1, 0, 2900);
+    assert.equal(c.play().startedAtOnce, 0, 'member 2 said nothing');
+    c.coordinator.close();
   });
 
-  it('waits for the barrier after a member came (back) online: it has no decode kept', () => {
-    const { coordinator, play } = rig([1, 2], () => true);
-    play(5);
+  it('forgets what a member kept when it comes (back) online, and ignores reports while the group plays', () => {
+    const { coordinator, play, kept } = rig([1, 2], () => true);
+    play();
+    kept(1, 0, 2900);
+    kept(2, 0, 2900);
     coordinator.memberOnline(2);
-    assert.equal(play(5).startedAtOnce, 0);
+    assert.equal(play().startedAtOnce, 0, 'member 2 restarted: nothing kept');
+    // A report that arrives while a session plays (a stale one, from before its prepare) does not count.
+    kept(1, 0, 2900);
+    coordinator.play();
+    kept(2, 0, 2900);
+    coordinator.stop();
+    kept(1, 0, 2900);
+    assert.equal(play().startedAtOnce, 0, 'member 2 reported only while playing');
     coordinator.close();
   });
 });

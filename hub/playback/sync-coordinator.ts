@@ -40,22 +40,17 @@ export interface CoordinatorOptions {
   /** A member joining mid-track is prepared at the position this far ahead (it skips forward to the exact frame). */
   joinLeadMs: number;
   /**
-   * Start at once, without waiting for the barrier, when every online member holds the
-   * whole track and was ready within this long (ms) of its last prepare (its first one
-   * since it came online aside: that pays for loading code and decoder): the start goes
-   * out with the prepare, so the round trip of the barrier is off the path from command
-   * to sound. A member that is not ready by the start instant joins in progress. 0: never.
-   */
-  startAtOnceReadyMs: number;
-  /**
-   * ...at hub time now + at least this (and the largest output delay last reported +
-   * startSlackMs). Smaller than startMarginMs: the start travels with the prepare, and
-   * every member was quick last time.
+   * Start at once, without waiting for the barrier, when every online member said it
+   * keeps a decode of the track going that covers the position (a replay or resume after
+   * a stop or pause: a 'kept' event): the start goes out with the prepare, at hub time
+   * now + at least this (and the largest output delay they reported + startSlackMs), so
+   * the barrier's round trip is off the path from command to sound. 0: never.
+   * Smaller than startMarginMs: the start travels with the prepare.
    */
   startAtOnceMarginMs: number;
 }
 
-export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 60, barrierTimeoutMs: 2000, joinLeadMs: 300, startAtOnceReadyMs: 60, startAtOnceMarginMs: 100 };
+export const DEFAULT_COORDINATOR: CoordinatorOptions = { startMarginMs: 120, startSlackMs: 60, barrierTimeoutMs: 2000, joinLeadMs: 300, startAtOnceMarginMs: 100 };
 
 interface Session {
   id: string;
@@ -111,8 +106,8 @@ export class SyncCoordinator {
   private errors: PlaybackError[] = [];
   /** Errors in a row without a track playing through: stops a queue of broken files from looping. */
   private failuresInARow = 0;
-  /** Each member's last ready since it came online: its output delay and how long after the prepare it came (ms; the first counts as 0). */
-  private readonly lastReady = new Map<number, { outputDelayMs?: number; afterMs: number }>();
+  /** What each member said it keeps decoded between sessions (a 'kept' event); forgotten once it is prepared again. */
+  private readonly kept = new Map<number, Extract<PlayerEvent, { event: 'kept' }>>();
 
   constructor(
     readonly queue: PlayQueue,
@@ -237,7 +232,7 @@ export class SyncCoordinator {
   /** A member came online or joined the group: if the group plays, it joins in sync. */
   memberOnline(nodeId: number): void {
     // A node that (re)started has no decode kept: its next start waits for the barrier.
-    this.lastReady.delete(nodeId);
+    this.kept.delete(nodeId);
     this.ctx.sendOutput(nodeId);
     const s = this.session;
     if (!s || this.state !== 'playing') return;
@@ -249,7 +244,7 @@ export class SyncCoordinator {
 
   /** A member went offline or left the group: the barrier no longer waits for it. */
   memberGone(nodeId: number, stillReachable: boolean): void {
-    this.lastReady.delete(nodeId);
+    this.kept.delete(nodeId);
     const s = this.session;
     if (!s) return;
     if (stillReachable) this.ctx.send(nodeId, { command: 'stop', session: s.id });
@@ -258,6 +253,11 @@ export class SyncCoordinator {
 
   onPlayerEvent(nodeId: number, event: PlayerEvent): void {
     const s = this.session;
+    if (event.event === 'kept') {
+      // Only between sessions: a member playing keeps nothing (a late report of a stop before this session's prepare is stale).
+      if (this.state !== 'playing' && this.ctx.onlineMembers().includes(nodeId)) this.kept.set(nodeId, event);
+      return;
+    }
     if (event.event === 'error') {
       this.recordError(nodeId, event.entryId, event.message);
       if (!s || event.session !== s.id) return;
@@ -287,12 +287,6 @@ export class SyncCoordinator {
       return;
     }
     if (event.event === 'ready') {
-      if (s.waiting.has(nodeId)) {
-        // A member's first prepare since it came online pays once for loading code and
-        // its decoder; it says nothing of the next one, so it counts as quick.
-        const afterMs = this.lastReady.has(nodeId) ? this.ctx.now() - s.preparedAt : 0;
-        this.lastReady.set(nodeId, { outputDelayMs: event.outputDelayMs, afterMs });
-      }
       if (s.waiting.delete(nodeId)) {
         s.anyReady = true;
         if (event.outputDelayMs === undefined) s.delayUnknown = true;
@@ -385,14 +379,16 @@ export class SyncCoordinator {
     this.session = s;
     this.state = 'playing';
     const following = this.following(item);
+    // Decided before the prepares go out: a prepare ends every decode a member kept.
+    const atOnce = this.startAtOnceMargin(track, positionMs);
     for (const nodeId of this.ctx.onlineMembers()) {
+      this.kept.delete(nodeId);
       this.ctx.sendOutput(nodeId);
       s.waiting.add(nodeId);
       this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(track), positionMs, ...following });
     }
     this.log.info({ session: s.id, entryId: item.entryId, positionMs, members: [...s.waiting] }, 'session prepared');
-    const atOnce = this.startAtOnceMargin(s);
-    if (atOnce !== undefined) return this.go(s, 'held by every member', atOnce);
+    if (atOnce !== undefined) return this.go(s, 'every member keeps the track decoded', atOnce);
     s.barrierTimer = setTimeout(() => this.timeout(s), this.options.barrierTimeoutMs);
     this.changed();
     this.barrierCheck(s);
@@ -400,17 +396,23 @@ export class SyncCoordinator {
 
   /**
    * The margin to start with at once (no barrier), or undefined to wait for the barrier:
-   * every online member holds the whole track, and was ready quickly last time and said
-   * how large its output delay is (so the margin can cover it).
+   * every online member keeps a decode of this track going that covers the position (so
+   * it is ready the moment the prepare arrives) and still holds the track. Anything else —
+   * another track, a seek elsewhere, a member that (re)started, a Cast or Sonos speaker —
+   * waits for the barrier: a member not ready by the start instant would skip the
+   * track's first audio (measured: starting at once on members that had merely been
+   * quick the time before skipped up to 705 ms when they had to open a decoder afresh).
    */
-  private startAtOnceMargin(s: Session): number | undefined {
+  private startAtOnceMargin(track: TrackInfo, positionMs: number): number | undefined {
     const o = this.options;
-    if (o.startAtOnceReadyMs <= 0 || !this.ctx.holds || s.waiting.size === 0) return undefined;
+    const members = this.ctx.onlineMembers();
+    if (o.startAtOnceMarginMs <= 0 || members.length === 0) return undefined;
     let delay = 0;
-    for (const nodeId of s.waiting) {
-      const last = this.lastReady.get(nodeId);
-      if (!last || last.outputDelayMs === undefined || last.afterMs > o.startAtOnceReadyMs || !this.ctx.holds(nodeId, s.track.contentId)) return undefined;
-      delay = Math.max(delay, last.outputDelayMs);
+    for (const nodeId of members) {
+      const kept = this.kept.get(nodeId);
+      const covers = kept?.spots.some((k) => k.entryId === track.entryId && k.contentId === track.contentId && k.fromMs <= positionMs && positionMs <= k.toMs);
+      if (!kept || !covers || (this.ctx.holds && !this.ctx.holds(nodeId, track.contentId))) return undefined;
+      delay = Math.max(delay, kept.outputDelayMs);
     }
     return Math.max(o.startAtOnceMarginMs, delay + o.startSlackMs);
   }

@@ -249,6 +249,17 @@ export const playerEventSchema = z.discriminatedUnion('event', [
   z.object({ event: z.literal('rejoined'), session, entryId, silentMs: z.number().nonnegative() }),
   /** The track cannot be played (missing chunks, undecodable or truncated audio). */
   z.object({ event: z.literal('error'), session, entryId, message: z.string().max(1000) }),
+  /**
+   * Between sessions: the decodes this node keeps going (after a stop or pause, of a track
+   * it holds whole), each covering track positions fromMs..toMs already decoded. A prepare
+   * of one of these at a position inside is ready at once, so the hub may send the start
+   * with the prepare instead of waiting for the barrier. Any prepare ends them all.
+   */
+  z.object({
+    event: z.literal('kept'),
+    spots: z.array(z.object({ entryId, contentId: contentIdHex, fromMs: positionMs, toMs: positionMs })).max(4),
+    outputDelayMs: z.number().nonnegative().max(10_000),
+  }),
 ]);
 export type PlayerEvent = z.infer<typeof playerEventSchema>;
 

@@ -66,31 +66,35 @@ function spawnFfmpeg(bin: string, args: string[]): Child {
 }
 
 /**
- * A spare is replaced this long after it was taken: late enough that the replacement's
- * start-up does not compete with the start of playback it was taken for, early enough
- * that a stop soon after finds it (the stop parks a decode of the track, which takes the
- * spare; with 5 s here, 8 nodes stopped 1.2 s into a track each loaded ffmpeg cold at
- * once, and a play 300 ms later waited for them: 71–158 ms to ready instead of 0).
+ * Spares are replaced this long after one was taken: late enough that the replacement's
+ * start-up does not compete with the start of playback it was taken for.
  */
 const SPARE_REFILL_MS = 1000;
 /** After a decoder closes, its spare is started this much later (ms). */
 const SPARE_IDLE_REFILL_MS = 1000;
+/**
+ * Spares kept per argument list. Two, because a stop parks a decode of the track it
+ * stopped (which takes one): with a single spare, a play of another track soon after
+ * found none and every node loaded ffmpeg cold at once, 350–690 ms to ready on 8 nodes
+ * of 2 cores instead of 27–92. An idle ffmpeg costs about 9 MiB of private memory.
+ */
+const SPARES_PER_KIND = 2;
 
 /**
- * One idle ffmpeg per argument list, started ahead of need. Loading ffmpeg costs about
- * 40 ms of CPU; a play that finds a spare waiting on its stdin starts decoding at once,
- * which is most of a node's share of command-to-sound. A spare only reads stdin, so it
- * ends by itself when the node does (its pipe closes).
+ * Idle ffmpeg processes per argument list, started ahead of need. Loading ffmpeg costs
+ * about 40 ms of CPU; a play that finds a spare waiting on its stdin starts decoding at
+ * once, which is most of a node's share of command-to-sound. A spare only reads stdin, so
+ * it ends by itself when the node does (its pipe closes).
  */
 class SpareDecoders {
-  private readonly spares = new Map<string, Child>();
+  private readonly spares = new Map<string, Child[]>();
 
   take(bin: string, args: string[]): Child {
     const key = JSON.stringify([bin, args]);
-    const spare = this.spares.get(key);
-    this.spares.delete(key);
+    const waiting = this.spares.get(key) ?? [];
     setTimeout(() => this.refill(bin, args), SPARE_REFILL_MS).unref();
-    if (spare && spare.exitCode === null && spare.signalCode === null) {
+    for (let spare = waiting.shift(); spare; spare = waiting.shift()) {
+      if (spare.exitCode !== null || spare.signalCode !== null) continue;
       spare.ref();
       for (const s of [spare.stdin, spare.stdout, spare.stderr] as unknown as { ref?: () => void }[]) s.ref?.();
       return spare;
@@ -98,17 +102,25 @@ class SpareDecoders {
     return spawnFfmpeg(bin, args);
   }
 
-  /** Makes sure a spare for these arguments is waiting. */
+  /** Makes sure the spares for these arguments are waiting. */
   refill(bin: string, args: string[]): void {
     const key = JSON.stringify([bin, args]);
-    if (this.spares.has(key)) return;
-    const child = spawnFfmpeg(bin, args);
-    child.on('error', () => this.spares.get(key) === child && this.spares.delete(key));
-    child.on('exit', () => this.spares.get(key) === child && this.spares.delete(key));
-    // An idle spare must not keep the node running.
-    child.unref();
-    for (const s of [child.stdin, child.stdout, child.stderr] as unknown as { unref?: () => void }[]) s.unref?.();
-    this.spares.set(key, child);
+    let waiting = this.spares.get(key);
+    if (!waiting) this.spares.set(key, (waiting = []));
+    const list = waiting;
+    while (list.length < SPARES_PER_KIND) {
+      const child = spawnFfmpeg(bin, args);
+      const gone = () => {
+        const i = list.indexOf(child);
+        if (i >= 0) list.splice(i, 1);
+      };
+      child.on('error', gone);
+      child.on('exit', gone);
+      // An idle spare must not keep the node running.
+      child.unref();
+      for (const s of [child.stdin, child.stdout, child.stderr] as unknown as { unref?: () => void }[]) s.unref?.();
+      list.push(child);
+    }
   }
 }
 

@@ -70,6 +70,15 @@ interface Parked {
 
 /** Parked decodes start this far before the position a paused session had written (the hub resumes at the audible position, a little behind). */
 const PARK_BEFORE_MS = 1000;
+/**
+ * The hub hears of the parked decodes ('kept') once each has this much decoded (ms, or
+ * all it will decode), and of the positions they cover less KEPT_END_MS at the end (a
+ * prepare there needs its pre-roll decoded beyond it).
+ */
+const KEPT_REPORT_MS = 2000;
+const KEPT_END_MS = 100;
+/** A parked decode still short of that after this long is not reported (ms). */
+const KEPT_REPORT_WAIT_MS = 5000;
 
 interface Session {
   id: string;
@@ -115,6 +124,8 @@ export class Player {
   private closing: Promise<unknown>[] = [];
   /** Which session a timeline's errors belong to (a parked timeline changes hands). */
   private readonly owners = new WeakMap<PcmTimeline, string>();
+  /** The output delay the last ready reported (ms): the device idles between sessions, and its delay then reads short. */
+  private lastDelayMs = 0;
   /** Serialises commands: a stop must not overtake the prepare it cancels. */
   private chain: Promise<void> = Promise.resolve();
 
@@ -292,6 +303,35 @@ export class Player {
       if (!this.deps.holds(spot.track)) continue;
       this.parked.push({ track: spot.track, timeline: this.timeline(spot.track, spot.frame, null, []) });
     }
+    if (this.parked.length > 0) void this.reportKept(this.parked).catch((err: Error) => this.deps.log.debug({ err: err.message }, 'kept decodes not reported'));
+  }
+
+  /**
+   * Tells the hub which positions the parked decodes cover, once they are decoded ahead:
+   * a play of one of them there is ready the moment its prepare arrives, so the hub can
+   * send the start with the prepare. Nothing is said if they were replaced meanwhile.
+   */
+  private async reportKept(list: Parked[]): Promise<void> {
+    const want = this.frames(Math.min(KEPT_REPORT_MS, this.options.aheadMs - KEPT_END_MS));
+    const short = () => list.filter((p) => !p.timeline.error && !p.timeline.finished && p.timeline.bufferedFrames < want);
+    const started = performance.now();
+    while (this.parked === list && !this.closed && short().length > 0 && performance.now() - started < KEPT_REPORT_WAIT_MS) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([...short().map((p) => p.timeline.whenMoreData()), new Promise<void>((r) => (timer = setTimeout(r, 250)))]);
+      clearTimeout(timer);
+    }
+    if (this.parked !== list || this.closed) return;
+    const ms = (frames: number) => Math.round((frames * 1000) / this.rate);
+    const spots = list
+      .filter((p) => !p.timeline.error && p.timeline.decodingEntryId === p.track.entryId && (p.timeline.finished || p.timeline.bufferedFrames >= want))
+      .map((p) => {
+        const t = p.timeline;
+        const fromMs = ms(t.headFrame);
+        return { entryId: p.track.entryId, contentId: p.track.contentId, fromMs, toMs: Math.max(fromMs, ms(t.headFrame + t.bufferedFrames) - KEPT_END_MS) };
+      });
+    if (spots.length === 0) return;
+    this.deps.send({ event: 'kept', spots, outputDelayMs: Math.min(10_000, Math.max(this.lastDelayMs, this.outputDelayMs())) });
+    this.deps.log.debug({ spots }, 'kept decodes reported to the hub');
   }
 
   private async prepare(c: Extract<PlayerCommand, { command: 'prepare' }>): Promise<void> {
@@ -316,7 +356,8 @@ export class Player {
     const clockWaitMs = await this.clockSynced(s);
     if (this.session !== s) return;
     s.ready = true;
-    this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
+    this.lastDelayMs = this.outputDelayMs();
+    this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.lastDelayMs });
     this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, prepareMs: Math.round(performance.now() - started), cpuMs: cpuMs(process.cpuUsage(cpu)), ...(clockWaitMs > 0 && { clockWaitMs }) }, 'ready');
     // Tracks of another format coming up get a decoder readied now, off the start's critical path.
     for (const f of new Set([c.next, ...(c.upcoming ?? [])].filter((t) => t && t.format !== c.track.format).map((t) => t!.format))) this.deps.warmDecoder?.(f);
