@@ -198,6 +198,33 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     assert.equal(startedLog?.why, 'every member keeps the track decoded', `resume started after a barrier: ${JSON.stringify(startedLog)}`);
   });
 
+  it('a seek while paused: the nodes decode the new position ahead (cued), and the resume starts there at once, in sync', async () => {
+    let since = mark();
+    await command('pause', { groupId });
+    await stateAfter(since, 'paused', (g) => g.playback.state === 'paused');
+    const playing = nodes.filter((x) => x.proc);
+    const reported = (n: (typeof nodes)[number], from: number) =>
+      n.proc!.logs.slice(from).some((l) => l.msg === 'kept decodes reported to the hub' && (l.spots as { fromMs: number; toMs: number }[]).some((k) => k.fromMs <= 14_000 && 14_000 <= k.toMs));
+    const logsBefore = playing.map((n) => n.proc!.logs.length);
+    await command('seek', { groupId, seconds: 14 });
+    await waitFor('every node keeps 14 s decoded', () => playing.every((n, i) => reported(n, logsBefore[i])), 10_000);
+    since = mark();
+    await command('resume', { groupId });
+    const g = await started(since);
+    session = g.playback.session;
+    assert.equal(g.playback.anchor!.positionMs, 14_000);
+    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    assert.equal(startedLog?.why, 'every member keeps the track decoded', `resume after a paused seek started after a barrier: ${JSON.stringify(startedLog)}`);
+    await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    await assertInSync(g, 'resume after a paused seek');
+    for (const n of playing) {
+      const frames = framesOf(await readMeasure(n.measure), session!);
+      // Its first frame played is the seek's (a drift correction may drop a single frame there).
+      const first = Math.min(...frames.keys()) - 14 * RATE;
+      assert.ok(first >= 0 && first <= 2, `${n.name}: the resume began ${first} frames from the seek's frame`);
+    }
+  });
+
   it('seek moves every node to the new position, together; a node started mid-track joins in sync', async () => {
     const since = mark();
     await command('seek', { groupId, seconds: 9 });

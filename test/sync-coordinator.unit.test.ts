@@ -70,7 +70,9 @@ describe('SyncCoordinator: starting at once', () => {
     /** A member reports the decodes it keeps going (as a node does after a stop or pause). */
     const kept = (nodeId: number, fromMs: number, toMs: number, entryId = track.entryId, outputDelayMs = 50) =>
       coordinator.onPlayerEvent(nodeId, { event: 'kept', spots: [{ entryId, contentId: track.contentId, fromMs, toMs }], outputDelayMs });
-    return { coordinator, play, kept };
+    const cues = () => of('cue').map((c) => ({ nodeId: c.nodeId, ...(c.command as Extract<NodeCommand, { command: 'cue' }>) }));
+    const clear = () => (sent.length = 0);
+    return { coordinator, play, kept, cues, clear };
   }
 
   it('waits for the barrier on a first play: nothing is kept decoded yet', () => {
@@ -149,6 +151,38 @@ describe('SyncCoordinator: starting at once', () => {
     coordinator.stop();
     kept(1, 0, 2900);
     assert.equal(play().startedAtOnce, 0, 'member 2 reported only while playing');
+    coordinator.close();
+  });
+
+  it('between sessions, cues every member with what a play would start, unless it reported keeping that already', () => {
+    const { coordinator, play, kept, cues, clear } = rig([1, 2], () => true);
+    play('pause');
+    const paused = coordinator.positionMs();
+    assert.deepEqual(cues().map((c) => [c.nodeId, c.track.entryId, c.positionMs]), [[1, track.entryId, paused], [2, track.entryId, paused]], 'the pause cues the paused position');
+    kept(1, paused - 1000, paused + 1900);
+    clear();
+    coordinator.seek(30);
+    assert.deepEqual(cues().map((c) => [c.nodeId, c.positionMs]), [[1, 30_000], [2, 30_000]], 'a seek while paused cues the new position');
+    kept(1, 29_000, 31_900);
+    kept(2, 29_000, 31_900);
+    clear();
+    coordinator.queueChanged();
+    assert.equal(cues().length, 0, 'nothing to cue: both keep it');
+    coordinator.memberOnline(2);
+    assert.deepEqual(cues().map((c) => c.nodeId), [2], 'a member that came (back) online is cued; the other still keeps it');
+    kept(2, 29_000, 31_900);
+    clear();
+    assert.equal(play().startedAtOnce, 2, 'the resume starts at once');
+    coordinator.close();
+  });
+
+  it('sends no cue while the group plays, and none for a queue with nothing playable', () => {
+    const { coordinator, cues, clear } = rig([1, 2], () => true);
+    coordinator.play();
+    clear();
+    coordinator.queueChanged();
+    coordinator.memberOnline(2);
+    assert.equal(cues().length, 0);
     coordinator.close();
   });
 });

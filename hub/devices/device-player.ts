@@ -131,6 +131,7 @@ export class DevicePlayer {
         if (this.online) this.send('mute', () => this.transport.setMuted(c.muted));
         return;
       case 'sync':
+      case 'cue': // a speaker keeps nothing decoded: its plays wait for the barrier
         return;
       case 'prepare':
         return this.prepare(c.session, c.track, c.positionMs, c.next);

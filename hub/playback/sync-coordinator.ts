@@ -140,6 +140,7 @@ export class SyncCoordinator {
     this.state = 'paused';
     this.queue.savePosition(position);
     this.changed();
+    this.cue();
   }
 
   resume(): void {
@@ -155,6 +156,7 @@ export class SyncCoordinator {
     this.state = 'stopped';
     this.queue.savePosition(0);
     this.changed();
+    this.cue();
   }
 
   seek(seconds: number): void {
@@ -165,6 +167,7 @@ export class SyncCoordinator {
     if (this.state === 'playing') return this.startAt(item, positionMs);
     this.queue.savePosition(positionMs);
     this.changed();
+    this.cue();
   }
 
   next(): void {
@@ -188,6 +191,7 @@ export class SyncCoordinator {
     }
     if (s) for (const nodeId of this.ctx.onlineMembers()) this.ctx.send(nodeId, { command: 'next', session: s.id, ...this.following(s.item) });
     this.changed();
+    this.cue();
   }
 
   /** Stops whatever plays (the group is being deleted). */
@@ -214,7 +218,7 @@ export class SyncCoordinator {
     if (!saved) return;
     if (saved.state === 'paused') {
       this.state = 'paused';
-      return;
+      return this.cue();
     }
     const item = saved.itemId === null ? undefined : this.queue.items().find((i) => i.itemId === saved.itemId);
     const track = item && this.ctx.track(item.entryId);
@@ -235,7 +239,7 @@ export class SyncCoordinator {
     this.kept.delete(nodeId);
     this.ctx.sendOutput(nodeId);
     const s = this.session;
-    if (!s || this.state !== 'playing') return;
+    if (!s || this.state !== 'playing') return this.cue([nodeId]);
     const positionMs = s.anchor ? this.positionMs() + this.options.joinLeadMs : s.positionMs;
     this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(s.track), positionMs, ...this.following(s.item) });
     if (s.anchor) this.ctx.send(nodeId, { command: 'start', session: s.id, atHubMs: s.anchor.hubMs, positionMs: s.anchor.positionMs });
@@ -362,6 +366,7 @@ export class SyncCoordinator {
     if (this.state === 'playing') return this.startAt(item, 0);
     this.queue.setCurrent(item);
     this.changed();
+    this.cue();
   }
 
   private startAt(item: QueueItem, positionMs: number): void {
@@ -395,6 +400,27 @@ export class SyncCoordinator {
   }
 
   /**
+   * Between sessions: tells members what a play would start (the current track at its
+   * saved position, or the queue's first track), so they keep it decoded and the play
+   * starts at once. Members that already reported a decode covering it are skipped; a
+   * member that does not hold the track ignores the cue.
+   */
+  private cue(nodeIds: readonly number[] = this.ctx.onlineMembers()): void {
+    if (this.state === 'playing' || this.options.startAtOnceMarginMs <= 0) return;
+    const current = this.queue.current();
+    const item = current ?? this.queue.first();
+    const track = item && this.ctx.track(item.entryId);
+    if (!track) return;
+    const positionMs = current ? this.queue.savedPositionMs : 0;
+    for (const nodeId of nodeIds) if (!this.keeps(nodeId, track, positionMs)) this.ctx.send(nodeId, { command: 'cue', track: ref(track), positionMs });
+  }
+
+  /** The member reported a decode of this track covering the position. */
+  private keeps(nodeId: number, track: TrackInfo, positionMs: number): boolean {
+    return this.kept.get(nodeId)?.spots.some((k) => k.entryId === track.entryId && k.contentId === track.contentId && k.fromMs <= positionMs && positionMs <= k.toMs) ?? false;
+  }
+
+  /**
    * The margin to start with at once (no barrier), or undefined to wait for the barrier:
    * every online member keeps a decode of this track going that covers the position (so
    * it is ready the moment the prepare arrives) and still holds the track. Anything else —
@@ -410,8 +436,7 @@ export class SyncCoordinator {
     let delay = 0;
     for (const nodeId of members) {
       const kept = this.kept.get(nodeId);
-      const covers = kept?.spots.some((k) => k.entryId === track.entryId && k.contentId === track.contentId && k.fromMs <= positionMs && positionMs <= k.toMs);
-      if (!kept || !covers || (this.ctx.holds && !this.ctx.holds(nodeId, track.contentId))) return undefined;
+      if (!kept || !this.keeps(nodeId, track, positionMs) || (this.ctx.holds && !this.ctx.holds(nodeId, track.contentId))) return undefined;
       delay = Math.max(delay, kept.outputDelayMs);
     }
     return Math.max(o.startAtOnceMarginMs, delay + o.startSlackMs);

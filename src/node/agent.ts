@@ -56,8 +56,8 @@ interface AgentEvents {
   volume: [volume: number, groupVolume: number, atHubMs: number | undefined];
   /** Mute (node or group) and the latency offset changed. */
   output: [muted: boolean, latencyMs: number];
-  /** The hub's sync coordinator: prepare, start, next, stop. */
-  player: [Extract<NodeCommand, { command: 'prepare' | 'start' | 'next' | 'stop' }>];
+  /** The hub's sync coordinator: prepare, start, next, stop, cue. */
+  player: [Extract<NodeCommand, { command: 'prepare' | 'start' | 'next' | 'stop' | 'cue' }>];
 }
 
 /**

@@ -227,6 +227,12 @@ export const nodeCommandSchema = z.discriminatedUnion('command', [
   z.object({ command: z.literal('next'), session, next: trackRefSchema.nullable(), upcoming: upcomingSchema }),
   /** Stop the session now (pause, stop, or a new session replacing it). */
   z.object({ command: z.literal('stop'), session }),
+  /**
+   * Between sessions: what a play would start (the group's current track, at its saved
+   * position). A node that holds it keeps a decode of it going there and says so ('kept'),
+   * so that play starts at once. Ignored while a session plays.
+   */
+  z.object({ command: z.literal('cue'), track: trackRefSchema, positionMs }),
 ]);
 export type NodeCommand = z.infer<typeof nodeCommandSchema>;
 

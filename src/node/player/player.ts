@@ -7,7 +7,7 @@ import type { AudioOutput } from '../output/output.js';
 import { PcmTimeline, type OpenTrack } from './pcm-timeline.js';
 import { DEFAULT_SCHEDULER, Scheduler } from './scheduler.js';
 
-export type PlayerCommand = Extract<NodeCommand, { command: 'prepare' | 'start' | 'next' | 'stop' }>;
+export type PlayerCommand = Extract<NodeCommand, { command: 'prepare' | 'start' | 'next' | 'stop' | 'cue' }>;
 
 export interface PlayerOptions {
   /** Audio decoded before the node says ready (ms). */
@@ -71,11 +71,13 @@ interface Parked {
 /** Parked decodes start this far before the position a paused session had written (the hub resumes at the audible position, a little behind). */
 const PARK_BEFORE_MS = 1000;
 /**
- * The hub hears of the parked decodes ('kept') once each has this much decoded (ms, or
- * all it will decode), and of the positions they cover less KEPT_END_MS at the end (a
- * prepare there needs its pre-roll decoded beyond it).
+ * The hub hears of the parked decodes ('kept') as each has this much decoded (ms, or all
+ * it will decode): early, so a replay soon after a stop finds the report there (8 nodes
+ * on 2 cores took over 300 ms to decode 2 s after a stop), and again once the spot of a
+ * resume (PARK_BEFORE_MS in) is covered too. They cover the positions decoded less
+ * KEPT_END_MS at the end (a prepare there needs its pre-roll decoded beyond it).
  */
-const KEPT_REPORT_MS = 2000;
+const KEPT_REPORT_MS = [300, 2000];
 const KEPT_END_MS = 100;
 /** A parked decode still short of that after this long is not reported (ms). */
 const KEPT_REPORT_WAIT_MS = 5000;
@@ -234,10 +236,31 @@ export class Player {
       const ahead = s.writingEntry !== undefined && t.decodingEntryId !== s.writingEntry && c.next?.entryId === t.decodingEntryId;
       if (ahead) t.setNext(c.upcoming?.[0] ?? null, c.upcoming?.slice(1));
       else t.setNext(c.next, c.upcoming);
+    } else if (c.command === 'cue') {
+      // Only between sessions: a session under way owns the decoder and the CPU.
+      if (!s) this.cue(c.track, this.frames(c.positionMs));
     } else if (s?.id === c.session) {
       // Stopped or paused: keep the track decoding from where a replay or resume would start.
       await this.end(true);
     }
+  }
+
+  /**
+   * The hub says what a play would start: keep a decode of it going from there (if the
+   * track is all here) and report it, unless a parked decode covers it already (one
+   * parked at the stop that just happened, say: its report is on the way).
+   */
+  private cue(track: TrackRef, frame: number): void {
+    if (this.closed || !this.deps.holds?.(track)) return;
+    const reach = this.frames(this.options.aheadMs - KEPT_END_MS);
+    const covered = this.parked.some((p) => p.track.entryId === track.entryId && p.track.contentId === track.contentId && !p.timeline.error && p.timeline.headFrame <= frame && frame <= p.timeline.headFrame + reach);
+    if (covered) return;
+    // Room for it: the oldest parked decode gives way (at most two are kept).
+    const keep = this.parked.slice(-1);
+    for (const p of this.parked.slice(0, -1)) this.closing.push(p.timeline.close().catch(() => undefined));
+    this.parked = [...keep, { track, timeline: this.timeline(track, frame, null, []) }];
+    this.deps.log.debug({ entryId: track.entryId, positionMs: Math.round((frame * 1000) / this.rate) }, 'cued: decoding what a play would start');
+    void this.reportKept(this.parked).catch((err: Error) => this.deps.log.debug({ err: err.message }, 'kept decodes not reported'));
   }
 
   /** A timeline over `track` from `startFrame`; its errors go to whichever session owns it then. */
@@ -312,26 +335,30 @@ export class Player {
    * send the start with the prepare. Nothing is said if they were replaced meanwhile.
    */
   private async reportKept(list: Parked[]): Promise<void> {
-    const want = this.frames(Math.min(KEPT_REPORT_MS, this.options.aheadMs - KEPT_END_MS));
-    const short = () => list.filter((p) => !p.timeline.error && !p.timeline.finished && p.timeline.bufferedFrames < want);
     const started = performance.now();
-    while (this.parked === list && !this.closed && short().length > 0 && performance.now() - started < KEPT_REPORT_WAIT_MS) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([...short().map((p) => p.timeline.whenMoreData()), new Promise<void>((r) => (timer = setTimeout(r, 250)))]);
-      clearTimeout(timer);
+    for (const reportMs of KEPT_REPORT_MS) {
+      const want = this.frames(Math.min(reportMs, this.options.aheadMs - KEPT_END_MS));
+      const short = () => list.filter((p) => !p.timeline.error && !p.timeline.finished && p.timeline.bufferedFrames < want);
+      while (this.parked === list && !this.closed && short().length > 0 && performance.now() - started < KEPT_REPORT_WAIT_MS) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([...short().map((p) => p.timeline.whenMoreData()), new Promise<void>((r) => (timer = setTimeout(r, 250)))]);
+        clearTimeout(timer);
+      }
+      if (this.parked !== list || this.closed) return;
+      const ms = (frames: number) => Math.round((frames * 1000) / this.rate);
+      const spots = list
+        .filter((p) => !p.timeline.error && p.timeline.decodingEntryId === p.track.entryId && (p.timeline.finished || p.timeline.bufferedFrames >= want))
+        .map((p) => {
+          const t = p.timeline;
+          const fromMs = ms(t.headFrame);
+          return { entryId: p.track.entryId, contentId: p.track.contentId, fromMs, toMs: Math.max(fromMs, ms(t.headFrame + t.bufferedFrames) - KEPT_END_MS) };
+        });
+      if (spots.length === 0) return;
+      this.deps.send({ event: 'kept', spots, outputDelayMs: Math.min(10_000, Math.max(this.lastDelayMs, this.outputDelayMs())) });
+      this.deps.log.info({ spots }, 'kept decodes reported to the hub');
+      // Everything decoded there is to decode (short tracks): nothing more to say.
+      if (list.every((p) => p.timeline.finished || p.timeline.error)) return;
     }
-    if (this.parked !== list || this.closed) return;
-    const ms = (frames: number) => Math.round((frames * 1000) / this.rate);
-    const spots = list
-      .filter((p) => !p.timeline.error && p.timeline.decodingEntryId === p.track.entryId && (p.timeline.finished || p.timeline.bufferedFrames >= want))
-      .map((p) => {
-        const t = p.timeline;
-        const fromMs = ms(t.headFrame);
-        return { entryId: p.track.entryId, contentId: p.track.contentId, fromMs, toMs: Math.max(fromMs, ms(t.headFrame + t.bufferedFrames) - KEPT_END_MS) };
-      });
-    if (spots.length === 0) return;
-    this.deps.send({ event: 'kept', spots, outputDelayMs: Math.min(10_000, Math.max(this.lastDelayMs, this.outputDelayMs())) });
-    this.deps.log.debug({ spots }, 'kept decodes reported to the hub');
   }
 
   private async prepare(c: Extract<PlayerCommand, { command: 'prepare' }>): Promise<void> {
