@@ -187,18 +187,18 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const prepare: number[] = [];
     let missing = 0;
     /** Node-plays whose first frame was not the track's first: the start reached them too late (ms of audio skipped). */
-    const skipped: number[] = [];
+    const skipped: { ms: number; round: number }[] = [];
     /** The first round: the nodes' first play since they started (no decode kept from an earlier one). */
     let firstPlay = NaN;
     /**
      * The rounds after the first play tracks A, A, B, B, A, A…: every other play is the
-     * track just stopped again (its start kept decoded on the nodes), the others the
-     * other track (held, but its decoder opened afresh).
+     * track just stopped again (its start kept decoded on the nodes: 'kept'), the others
+     * the other track — its start cached from when it last played ('intros'), or, the
+     * first time B plays, nothing: the hub waits for the barrier. Split by how the hub
+     * started each play (its log says why).
      */
-    const again: number[] = [];
-    const other: number[] = [];
+    const byStart = new Map<string, number[]>();
     const [a, b] = r.entryIds;
-    let last: number | undefined;
     for (let i = 0; i < rounds; i++) {
       const entryId = i === 0 ? a : Math.floor(i / 2) % 2 === 0 ? a : b;
       const sentWall = Date.now();
@@ -214,7 +214,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
         // (it then skipped to the right frame): its first record, less the frames it skipped.
         r.nodes.map(async (n) => {
           const first = (await readMeasure(n.measure)).find((x) => x.session === g.playback.session && x.trackFrame >= 0);
-          if (first && first.trackFrame > 48) skipped.push(first.trackFrame / 48);
+          if (first && first.trackFrame > 48) skipped.push({ ms: first.trackFrame / 48, round: i + 1 });
           return first ? first.trueMs - (first.trackFrame / 48_000) * 1000 : NaN;
         }),
       );
@@ -233,8 +233,8 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       all.push(...lat);
       if (lat.length === firsts.length) worst.push(Math.max(...lat));
       if (i === 0) firstPlay = Math.max(...lat);
-      else (entryId === last ? again : other).push(...lat);
-      last = entryId;
+      const why = String(startedLog?.why ?? 'unknown');
+      byStart.set(why, [...(byStart.get(why) ?? []), ...lat]);
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
@@ -249,14 +249,19 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const table = new Table(`Command-to-sound: ${count} nodes, two tracks held, ${rounds} plays`, ['', 'p50', 'p95', 'max'])
       .row('first frame at each output', ms(percentile(all, 50)), ms(percentile(all, 95)), ms(all.at(-1)!))
       .row('first frame at the last output', ms(percentile(worst, 50)), ms(percentile(worst, 95)), ms(worst.at(-1)!));
-    row(table, 'plays after the first: the same track again', again);
-    row(table, 'plays after the first: the other track', other);
+    const kinds: [string, string][] = [
+      ['all ready', 'after the barrier (not played since the nodes started)'],
+      ['every member keeps the track decoded', 'at once: the track just stopped, again'],
+      ['every member has the start decoded', 'at once: the other track (its start cached)'],
+    ];
+    for (const [why, label] of kinds) if (byStart.has(why)) row(table, `${label}, ${byStart.get(why)!.length / count} plays`, byStart.get(why)!);
+    for (const [why, xs] of byStart) if (!kinds.some(([k]) => k === why)) row(table, `started because: ${why}, ${xs.length / count} plays`, xs);
     row(table, '  command → hub prepared (wall clock)', toPrepare);
     row(table, '  start barrier (all ready)', barrier);
     row(table, '  a node: prepare → ready (pre-roll decoded)', prepare);
     row(table, '  start margin (output delay + slack)', margin);
     table.note(`the first play after the nodes started (nothing kept from an earlier play): ${firstPlay.toFixed(1)} ms at the last output`);
-    table.note(`node-plays that began more than 1 ms into the track (the start came too late for the output, the first audio skipped): ${skipped.length} of ${rounds * count}${skipped.length ? `, up to ${Math.max(...skipped).toFixed(1)} ms` : ''}`);
+    table.note(`node-plays that began more than 1 ms into the track (the start came too late for the output, the first audio skipped): ${skipped.length} of ${rounds * count}${skipped.length ? `, up to ${Math.max(...skipped.map((x) => x.ms)).toFixed(1)} ms (plays ${[...new Set(skipped.map((x) => x.round))].join(', ')})` : ''}`);
     if (missing > 0) table.note(`${missing} node-plays had no frame 1 s after the start (late joiners after the barrier timeout): left out of the first row, and their rounds out of the second`);
     return table
       .note('from the play command published over MQTT to the first frame played by the measurement outputs (goal p95 ≤ 150 ms)')

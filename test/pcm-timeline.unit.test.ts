@@ -100,4 +100,49 @@ describe('PcmTimeline', () => {
     assert.ok(after >= RATE * 2 && after < RATE * 2 + 4096, `decoded ${after} frames ahead with a limit of ${RATE * 2}`);
     await timeline.close();
   });
+
+  it('a start decoded earlier (an intro) plays at once and the decoder continues right after it, sample for sample', async () => {
+    const dir = await tempDir('firefly-timeline-');
+    for (const format of ['mp3', 'flac', 'ogg'] as const) {
+      const file = join(dir, `intro.${format}`);
+      // 44.1 kHz, resampled to 48 kHz; compared sample for sample, so a frame off anywhere shows.
+      await makeTone(file, { format, seconds: 2, sampleRate: 44100, frequency: 437 });
+      const ref: TrackRef = { entryId: 1, contentId: 'ef'.repeat(32), format, durationMs: 2000 };
+      const introFrames = RATE / 2;
+      const decodeAll = async (timeline: PcmTimeline) => {
+        const parts: Int16Array[] = [];
+        for (;;) {
+          const block = timeline.take(4800);
+          if (!block) {
+            if (timeline.finished && timeline.bufferedFrames === 0) break;
+            await timeline.whenMoreData();
+            continue;
+          }
+          parts.push(block.pcm.slice());
+        }
+        await timeline.close();
+        const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+        let at = 0;
+        for (const p of parts) all.set(p, at), (at += p.length);
+        return all;
+      };
+      let intro: Int16Array | undefined;
+      const options = (seed?: Int16Array) => ({ sampleRate: RATE, channels: 2, aheadFrames: RATE * 4, readFrames: 4096, seed, introFrames, onIntro: (_t: TrackRef, pcm: Int16Array) => (intro = pcm) });
+      const open = async () => createReadStream(file);
+      const plain = await decodeAll(new PcmTimeline(ref, 0, null, open, openDecoder, options(), () => undefined));
+      assert.ok(intro, `${format}: the decode from frame 0 handed on its start`);
+      assert.equal(intro.length, introFrames * 2);
+      assert.deepEqual(intro, plain.subarray(0, introFrames * 2), `${format}: the intro is the track's first frames`);
+      for (const startFrame of [0, 1234]) {
+        const seeded = new PcmTimeline(ref, startFrame, null, open, openDecoder, options(intro), () => undefined);
+        assert.equal(seeded.bufferedFrames, introFrames - startFrame, `${format}: the intro is there before the decoder said anything`);
+        const got = await decodeAll(seeded);
+        assert.equal(got.length, plain.length - startFrame * 2, `${format} from ${startFrame}: as long as a plain decode from there`);
+        assert.ok(
+          got.every((v, i) => v === plain[i + startFrame * 2]),
+          `${format} from ${startFrame}: the same samples as a plain decode (first difference at sample ${got.findIndex((v, i) => v !== plain[i + startFrame * 2])})`,
+        );
+      }
+    }
+  });
 });

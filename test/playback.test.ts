@@ -225,6 +225,31 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     }
   });
 
+  it('a seek back to the start while playing starts at once from the cached start (intros), in sync, from frame 0', async () => {
+    const playing = nodes.filter((x) => x.proc);
+    // Every node played this track from its start in the first test: it keeps the start decoded and said so.
+    for (const n of playing) assert.ok(n.proc!.logs.some((l) => l.msg === 'cached track starts reported to the hub'), `${n.name} reported no cached starts`);
+    const since = mark();
+    await command('seek', { groupId, seconds: 0 });
+    const g = await started(since);
+    session = g.playback.session;
+    assert.equal(g.playback.anchor!.positionMs, 0);
+    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    assert.equal(startedLog?.why, 'every member has the start decoded', `the replay from the start waited for the barrier: ${JSON.stringify(startedLog)}`);
+    for (const n of playing) {
+      const ready = await waitFor(`${n.name} ready`, () => n.proc!.logs.find((l) => l.msg === 'ready' && l.session === session), 5000);
+      assert.equal(ready.intro, true, `${n.name} did not start from its cached start`);
+    }
+    // Past the cached half second: the decoder took over exactly where the cached frames end (on time, see assertInSync).
+    await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    await assertInSync(g, 'replay from the cached start');
+    for (const n of playing) {
+      const frames = framesOf(await readMeasure(n.measure), session!);
+      const first = Math.min(...frames.keys());
+      assert.ok(first >= 0 && first <= 2, `${n.name}: the replay began at frame ${first}`);
+    }
+  });
+
   it('seek moves every node to the new position, together; a node started mid-track joins in sync', async () => {
     const since = mark();
     await command('seek', { groupId, seconds: 9 });

@@ -70,9 +70,12 @@ describe('SyncCoordinator: starting at once', () => {
     /** A member reports the decodes it keeps going (as a node does after a stop or pause). */
     const kept = (nodeId: number, fromMs: number, toMs: number, entryId = track.entryId, outputDelayMs = 50) =>
       coordinator.onPlayerEvent(nodeId, { event: 'kept', spots: [{ entryId, contentId: track.contentId, fromMs, toMs }], outputDelayMs });
+    /** A member reports whose starts it keeps decoded (as a node does once a track played from its start). */
+    const intros = (nodeId: number, contentIds: string[], outputDelayMs = 50) =>
+      coordinator.onPlayerEvent(nodeId, { event: 'intros', intros: contentIds.map((contentId) => ({ entryId: track.entryId, contentId })), outputDelayMs });
     const cues = () => of('cue').map((c) => ({ nodeId: c.nodeId, ...(c.command as Extract<NodeCommand, { command: 'cue' }>) }));
     const clear = () => (sent.length = 0);
-    return { coordinator, play, kept, cues, clear };
+    return { coordinator, play, kept, intros, cues, clear, sent, of, clock };
   }
 
   it('waits for the barrier on a first play: nothing is kept decoded yet', () => {
@@ -173,6 +176,31 @@ describe('SyncCoordinator: starting at once', () => {
     kept(2, 29_000, 31_900);
     clear();
     assert.equal(play().startedAtOnce, 2, 'the resume starts at once');
+    coordinator.close();
+  });
+
+  it('a play from the start goes at once when every member has the start decoded, across sessions; any other position waits', () => {
+    const { coordinator, play, intros, clock, of, sent } = rig([1, 2, 3], () => true);
+    play();
+    intros(1, [track.contentId]);
+    intros(2, [track.contentId], 90);
+    assert.equal(play().startedAtOnce, 0, 'member 3 did not report it');
+    intros(3, ['cd'.repeat(32), track.contentId]);
+    const r = play();
+    assert.equal(r.startedAtOnce, 3, 'every member has the start');
+    assert.equal(r.start!.atHubMs, r.preparedAt + Math.max(DEFAULT_COORDINATOR.startAtOnceMarginMs, 90 + DEFAULT_COORDINATOR.startSlackMs), 'the margin covers the largest output delay reported');
+    // A prepare does not end a cached start: a seek back to the start while it plays goes at once too.
+    coordinator.play();
+    clock.now += 1000;
+    sent.length = 0;
+    coordinator.seek(0);
+    assert.equal(of('start').length, 3, 'the seek to 0 while playing started at once');
+    sent.length = 0;
+    coordinator.seek(20);
+    assert.equal(of('start').length, 0, 'a seek elsewhere waits for the barrier');
+    coordinator.stop();
+    coordinator.memberOnline(1);
+    assert.equal(play().startedAtOnce, 0, 'member 1 came (back) online: its cached starts are forgotten');
     coordinator.close();
   });
 

@@ -108,6 +108,8 @@ export class SyncCoordinator {
   private failuresInARow = 0;
   /** What each member said it keeps decoded between sessions (a 'kept' event); forgotten once it is prepared again. */
   private readonly kept = new Map<number, Extract<PlayerEvent, { event: 'kept' }>>();
+  /** Whose starts each member keeps decoded (an 'intros' event: content ids), across sessions; forgotten when it comes (back) online. */
+  private readonly intros = new Map<number, { contentIds: Set<string>; outputDelayMs: number }>();
 
   constructor(
     readonly queue: PlayQueue,
@@ -237,6 +239,7 @@ export class SyncCoordinator {
   memberOnline(nodeId: number): void {
     // A node that (re)started has no decode kept: its next start waits for the barrier.
     this.kept.delete(nodeId);
+    this.intros.delete(nodeId);
     this.ctx.sendOutput(nodeId);
     const s = this.session;
     if (!s || this.state !== 'playing') return this.cue([nodeId]);
@@ -249,6 +252,7 @@ export class SyncCoordinator {
   /** A member went offline or left the group: the barrier no longer waits for it. */
   memberGone(nodeId: number, stillReachable: boolean): void {
     this.kept.delete(nodeId);
+    this.intros.delete(nodeId);
     const s = this.session;
     if (!s) return;
     if (stillReachable) this.ctx.send(nodeId, { command: 'stop', session: s.id });
@@ -260,6 +264,10 @@ export class SyncCoordinator {
     if (event.event === 'kept') {
       // Only between sessions: a member playing keeps nothing (a late report of a stop before this session's prepare is stale).
       if (this.state !== 'playing' && this.ctx.onlineMembers().includes(nodeId)) this.kept.set(nodeId, event);
+      return;
+    }
+    if (event.event === 'intros') {
+      if (this.ctx.onlineMembers().includes(nodeId)) this.intros.set(nodeId, { contentIds: new Set(event.intros.map((i) => i.contentId)), outputDelayMs: event.outputDelayMs });
       return;
     }
     if (event.event === 'error') {
@@ -385,7 +393,7 @@ export class SyncCoordinator {
     this.state = 'playing';
     const following = this.following(item);
     // Decided before the prepares go out: a prepare ends every decode a member kept.
-    const atOnce = this.startAtOnceMargin(track, positionMs);
+    const atOnce = this.startAtOnce(track, positionMs);
     for (const nodeId of this.ctx.onlineMembers()) {
       this.kept.delete(nodeId);
       this.ctx.sendOutput(nodeId);
@@ -393,7 +401,7 @@ export class SyncCoordinator {
       this.ctx.send(nodeId, { command: 'prepare', session: s.id, groupId: this.queue.groupId, track: ref(track), positionMs, ...following });
     }
     this.log.info({ session: s.id, entryId: item.entryId, positionMs, members: [...s.waiting] }, 'session prepared');
-    if (atOnce !== undefined) return this.go(s, 'every member keeps the track decoded', atOnce);
+    if (atOnce !== undefined) return this.go(s, atOnce.why, atOnce.marginMs);
     s.barrierTimer = setTimeout(() => this.timeout(s), this.options.barrierTimeoutMs);
     this.changed();
     this.barrierCheck(s);
@@ -412,7 +420,7 @@ export class SyncCoordinator {
     const track = item && this.ctx.track(item.entryId);
     if (!track) return;
     const positionMs = current ? this.queue.savedPositionMs : 0;
-    for (const nodeId of nodeIds) if (!this.keeps(nodeId, track, positionMs)) this.ctx.send(nodeId, { command: 'cue', track: ref(track), positionMs });
+    for (const nodeId of nodeIds) if (!this.keeps(nodeId, track, positionMs) && !this.hasStart(nodeId, track, positionMs)) this.ctx.send(nodeId, { command: 'cue', track: ref(track), positionMs });
   }
 
   /** The member reported a decode of this track covering the position. */
@@ -420,26 +428,37 @@ export class SyncCoordinator {
     return this.kept.get(nodeId)?.spots.some((k) => k.entryId === track.entryId && k.contentId === track.contentId && k.fromMs <= positionMs && positionMs <= k.toMs) ?? false;
   }
 
+  /** The member reported the track's start decoded, and the play is from the start. */
+  private hasStart(nodeId: number, track: TrackInfo, positionMs: number): boolean {
+    return positionMs === 0 && (this.intros.get(nodeId)?.contentIds.has(track.contentId) ?? false);
+  }
+
   /**
    * The margin to start with at once (no barrier), or undefined to wait for the barrier:
-   * every online member keeps a decode of this track going that covers the position (so
-   * it is ready the moment the prepare arrives) and still holds the track. Anything else —
+   * every online member still holds the track and either keeps a decode of it going that
+   * covers the position, or — for a play from the start — has its start decoded (an
+   * 'intros' report), so it is ready the moment the prepare arrives. Anything else —
    * another track, a seek elsewhere, a member that (re)started, a Cast or Sonos speaker —
    * waits for the barrier: a member not ready by the start instant would skip the
    * track's first audio (measured: starting at once on members that had merely been
    * quick the time before skipped up to 705 ms when they had to open a decoder afresh).
    */
-  private startAtOnceMargin(track: TrackInfo, positionMs: number): number | undefined {
+  private startAtOnce(track: TrackInfo, positionMs: number): { marginMs: number; why: string } | undefined {
     const o = this.options;
     const members = this.ctx.onlineMembers();
     if (o.startAtOnceMarginMs <= 0 || members.length === 0) return undefined;
     let delay = 0;
+    let fromIntro = false;
     for (const nodeId of members) {
+      if (this.ctx.holds && !this.ctx.holds(nodeId, track.contentId)) return undefined;
       const kept = this.kept.get(nodeId);
-      if (!kept || !this.keeps(nodeId, track, positionMs) || (this.ctx.holds && !this.ctx.holds(nodeId, track.contentId))) return undefined;
-      delay = Math.max(delay, kept.outputDelayMs);
+      const intros = this.intros.get(nodeId);
+      if (kept && this.keeps(nodeId, track, positionMs)) delay = Math.max(delay, kept.outputDelayMs);
+      else if (intros && this.hasStart(nodeId, track, positionMs)) (delay = Math.max(delay, intros.outputDelayMs)), (fromIntro = true);
+      else return undefined;
     }
-    return Math.max(o.startAtOnceMarginMs, delay + o.startSlackMs);
+    const why = fromIntro ? 'every member has the start decoded' : 'every member keeps the track decoded';
+    return { marginMs: Math.max(o.startAtOnceMarginMs, delay + o.startSlackMs), why };
   }
 
   private barrierCheck(s: Session): void {

@@ -266,6 +266,16 @@ export const playerEventSchema = z.discriminatedUnion('event', [
     spots: z.array(z.object({ entryId, contentId: contentIdHex, fromMs: positionMs, toMs: positionMs })).max(4),
     outputDelayMs: z.number().nonnegative().max(10_000),
   }),
+  /**
+   * The tracks whose start this node keeps decoded (its recently played ones; replaces the
+   * last list): a prepare of one of them at position 0 is ready at once, whether or not a
+   * session plays, so the hub may send the start with the prepare.
+   */
+  z.object({
+    event: z.literal('intros'),
+    intros: z.array(z.object({ entryId, contentId: contentIdHex })).max(64),
+    outputDelayMs: z.number().nonnegative().max(10_000),
+  }),
 ]);
 export type PlayerEvent = z.infer<typeof playerEventSchema>;
 

@@ -19,6 +19,14 @@ export interface PcmTimelineOptions {
   aheadFrames: number;
   /** Frames asked of the decoder per read. */
   readFrames: number;
+  /**
+   * The first track's start, decoded already (an IntroCache entry: its frames from 0):
+   * played from startFrame while the decoder opens, which then continues right after it.
+   */
+  seed?: Int16Array;
+  /** Every track decoded from its frame 0 hands its first `introFrames` frames here (a copy). */
+  onIntro?: (track: TrackRef, pcm: Int16Array) => void;
+  introFrames?: number;
 }
 
 /** Bytes of a track, fetched first if the node lacks some of them. */
@@ -48,6 +56,8 @@ export class PcmTimeline {
   error?: { entryId: number; message: string };
   private wake?: () => void;
   private dataWaiters: (() => void)[] = [];
+  /** The start of the track being decoded, collected for onIntro (decoded from its frame 0). */
+  private intro?: { track: TrackRef; parts: Int16Array[]; frames: number };
 
   constructor(
     first: TrackRef,
@@ -64,6 +74,13 @@ export class PcmTimeline {
     this.upcoming = next ? [...upcoming] : [];
     this.decodedTo = startFrame;
     this.headFrame = startFrame;
+    const seedFrames = (options.seed?.length ?? 0) / options.channels;
+    if (options.seed && startFrame < seedFrames) {
+      this.blocks.push({ pcm: options.seed.slice(startFrame * options.channels), entryId: first.entryId, trackFrame: startFrame, timelineFrame: startFrame });
+      this.buffered = seedFrames - startFrame;
+      this.decodedTo = seedFrames;
+      this.current.nextTrackFrame = seedFrames;
+    }
     void this.pump();
   }
 
@@ -158,15 +175,28 @@ export class PcmTimeline {
     for (const w of waiters) w();
   }
 
+  /** Adds decoded frames to the intro being collected; hands it on once it is whole. */
+  private collectIntro(pcm: Int16Array): void {
+    const intro = this.intro!;
+    const want = this.options.introFrames!;
+    const { channels } = this.options;
+    const n = Math.min(want - intro.frames, pcm.length / channels);
+    intro.parts.push(pcm.slice(0, n * channels));
+    intro.frames += n;
+    if (intro.frames < want) return;
+    this.intro = undefined;
+    const whole = new Int16Array(want * channels);
+    let at = 0;
+    for (const part of intro.parts) whole.set(part, at), (at += part.length);
+    this.options.onIntro!(intro.track, whole);
+  }
+
   private async pump(): Promise<void> {
     const { channels, sampleRate } = this.options;
     try {
       while (!this.closed) {
-        if (this.buffered >= this.options.aheadFrames || (this.finished && !this.next)) {
-          await new Promise<void>((r) => (this.wake = r));
-          continue;
-        }
-        if (!this.decoder) {
+        // Opened even with the buffer full: a seeded start plays while the decoder opens.
+        if (!this.decoder && !this.finished) {
           const { track, nextTrackFrame } = this.current;
           const bytes = await this.openTrack(track);
           if (this.closed) {
@@ -180,11 +210,17 @@ export class PcmTimeline {
             startFrame: nextTrackFrame,
             durationSeconds: track.durationMs === null ? undefined : track.durationMs / 1000,
           });
+          this.intro = nextTrackFrame === 0 && this.options.onIntro && (this.options.introFrames ?? 0) > 0 ? { track, parts: [], frames: 0 } : undefined;
+        }
+        if (!this.decoder || this.buffered >= this.options.aheadFrames || (this.finished && !this.next)) {
+          await new Promise<void>((r) => (this.wake = r));
+          continue;
         }
         const pcm = await this.decoder.read(this.options.readFrames);
         if (this.closed) return;
         if (pcm === null) {
           // The track ended: continue into the next one at exactly the next frame.
+          this.intro = undefined;
           await this.decoder.close();
           this.decoder = undefined;
           if (this.next) {
@@ -205,6 +241,7 @@ export class PcmTimeline {
         }
         const frames = pcm.length / channels;
         if (frames === 0) continue;
+        if (this.intro) this.collectIntro(pcm);
         this.blocks.push({ pcm, entryId: this.current.track.entryId, trackFrame: this.current.nextTrackFrame, timelineFrame: this.decodedTo });
         this.current.nextTrackFrame += frames;
         this.decodedTo += frames;

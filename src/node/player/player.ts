@@ -4,6 +4,7 @@ import type { Logger } from '../../log.js';
 import type { NodeCommand, NodePlayback, PlayerEvent, TrackRef } from '../../protocol/schemas.js';
 import type { OpenDecoder } from '../decode/pcm.js';
 import type { AudioOutput } from '../output/output.js';
+import { IntroCache } from './intro-cache.js';
 import { PcmTimeline, type OpenTrack } from './pcm-timeline.js';
 import { DEFAULT_SCHEDULER, Scheduler } from './scheduler.js';
 
@@ -39,9 +40,22 @@ export interface PlayerOptions {
    * group's. The hub starts without it and it joins in progress, in sync.
    */
   clockWaitMs: number;
+  /**
+   * The start of each track decoded from its beginning is kept (IntroCache: this long, ms,
+   * for the introTracks most recently used tracks; 0 turns it off). A play of one of them
+   * from its start is ready at once: the cached frames play while the decoder opens (the
+   * decoder has that long, less the start margin, to deliver the frames after them).
+   */
+  introMs: number;
+  introTracks: number;
 }
 
-export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40, aheadMs: 3000, prestartAheadMs: 500, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000, clockWaitMs: 5000 };
+export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40, aheadMs: 3000, prestartAheadMs: 500, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000, clockWaitMs: 5000, introMs: 500, introTracks: 32 };
+
+/** The cached starts are reported this long after the last change (ms): a play's gapless run adds several in a row. */
+const INTROS_REPORT_DELAY_MS = 300;
+/** At most this many are reported (the protocol's limit). */
+const INTROS_MAX = 64;
 
 export interface PlayerDeps {
   /** Open already (the node's output selection opens it). */
@@ -130,6 +144,9 @@ export class Player {
   private lastDelayMs = 0;
   /** Serialises commands: a stop must not overtake the prepare it cancels. */
   private chain: Promise<void> = Promise.resolve();
+  /** The starts of recently played tracks, decoded. */
+  private readonly intros: IntroCache;
+  private introsTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly deps: PlayerDeps,
@@ -138,6 +155,7 @@ export class Player {
     this.rate = deps.output.sampleRate;
     this.channels = deps.output.channels;
     this.writeFrames = Math.max(1, Math.round((options.writeMs * this.rate) / 1000));
+    this.intros = new IntroCache(this.frames(options.introMs), this.channels, options.introMs > 0 ? options.introTracks : 0, () => this.reportIntrosSoon());
   }
 
   handle(command: PlayerCommand): void {
@@ -168,6 +186,7 @@ export class Player {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.introsTimer);
     await this.chain;
     await this.end();
     await this.unpark();
@@ -239,6 +258,8 @@ export class Player {
     } else if (c.command === 'cue') {
       // Only between sessions: a session under way owns the decoder and the CPU.
       if (!s) this.cue(c.track, this.frames(c.positionMs));
+      // The hub sends cues when the node comes (back) online: it forgot the cached starts then.
+      this.reportIntrosSoon();
     } else if (s?.id === c.session) {
       // Stopped or paused: keep the track decoding from where a replay or resume would start.
       await this.end(true);
@@ -252,6 +273,7 @@ export class Player {
    */
   private cue(track: TrackRef, frame: number): void {
     if (this.closed || !this.deps.holds?.(track)) return;
+    if (frame < this.intros.frames && this.intros.has(track)) return;
     const reach = this.frames(this.options.aheadMs - KEPT_END_MS);
     const covered = this.parked.some((p) => p.track.entryId === track.entryId && p.track.contentId === track.contentId && !p.timeline.error && p.timeline.headFrame <= frame && frame <= p.timeline.headFrame + reach);
     if (covered) return;
@@ -269,13 +291,22 @@ export class Player {
   }
 
   private timeline(track: TrackRef, startFrame: number, next: TrackRef | null, upcoming: readonly TrackRef[] | undefined, aheadMs = this.options.aheadMs): PcmTimeline {
+    const seed = startFrame < this.intros.frames ? this.intros.get(track) : undefined;
     const timeline: PcmTimeline = new PcmTimeline(
       track,
       startFrame,
       next,
       this.deps.openTrack,
       this.deps.openDecoder,
-      { sampleRate: this.rate, channels: this.channels, aheadFrames: this.frames(aheadMs), readFrames: 4096 },
+      {
+        sampleRate: this.rate,
+        channels: this.channels,
+        aheadFrames: this.frames(aheadMs),
+        readFrames: 4096,
+        seed,
+        introFrames: this.intros.frames,
+        onIntro: (t, pcm) => this.intros.add(t, pcm),
+      },
       (entryId, message) => {
         const session = this.owners.get(timeline);
         if (session === undefined) return this.deps.log.debug({ entryId, err: message }, 'a parked decode failed; dropped');
@@ -285,6 +316,18 @@ export class Player {
       upcoming,
     );
     return timeline;
+  }
+
+  /** Tells the hub, a moment after the last change, which tracks' starts this node has decoded. */
+  private reportIntrosSoon(): void {
+    clearTimeout(this.introsTimer);
+    if (this.closed) return;
+    this.introsTimer = setTimeout(() => {
+      const intros = this.intros.list().slice(-INTROS_MAX);
+      if (intros.length === 0 || this.closed) return;
+      this.deps.send({ event: 'intros', intros, outputDelayMs: Math.min(10_000, Math.max(this.lastDelayMs, this.outputDelayMs())) });
+      this.deps.log.info({ tracks: intros.length }, 'cached track starts reported to the hub');
+    }, INTROS_REPORT_DELAY_MS);
   }
 
   /** A parked decode of this track that covers startFrame, moved to it; undefined if none. All others are closed. */
@@ -314,11 +357,12 @@ export class Player {
   private park(s: Session): void {
     if (this.closed || !this.deps.holds) return;
     const t = s.timeline;
-    const spots: { track: TrackRef; frame: number }[] = [{ track: s.first, frame: 0 }];
+    // A start whose frames are cached needs no decode kept: a play from there is ready at once anyway.
+    const spots: { track: TrackRef; frame: number }[] = this.intros.has(s.first) ? [] : [{ track: s.first, frame: 0 }];
     if (s.writingEntry !== undefined && s.writingEntry === t.decodingEntryId) {
       const track = t.decodingTrack;
       const frame = Math.max(0, s.positionFrames - Math.round((PARK_BEFORE_MS * this.rate) / 1000));
-      if (track.entryId !== s.first.entryId) spots.unshift({ track, frame: 0 });
+      if (track.entryId !== s.first.entryId && !this.intros.has(track)) spots.unshift({ track, frame: 0 });
       // A spot within the first seconds is covered by the decode from the start (it runs aheadMs ahead).
       if (frame > (this.options.aheadMs * this.rate) / 2000) spots.push({ track, frame });
     }
@@ -369,6 +413,7 @@ export class Player {
     if (reused) reused.setNext(c.next, c.upcoming);
     // Parked decodes run aheadMs ahead already (they were decoding while nothing else was).
     const prestartMs = Math.max(this.options.prestartAheadMs, this.options.prerollMs);
+    const intro = !reused && startFrame < this.intros.frames && this.intros.has(c.track);
     const timeline = reused ?? this.timeline(c.track, startFrame, c.next, c.upcoming, prestartMs);
     this.owners.set(timeline, c.session);
     const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
@@ -385,7 +430,7 @@ export class Player {
     s.ready = true;
     this.lastDelayMs = this.outputDelayMs();
     this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.lastDelayMs });
-    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, prepareMs: Math.round(performance.now() - started), cpuMs: cpuMs(process.cpuUsage(cpu)), ...(clockWaitMs > 0 && { clockWaitMs }) }, 'ready');
+    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, intro, prepareMs: Math.round(performance.now() - started), cpuMs: cpuMs(process.cpuUsage(cpu)), ...(clockWaitMs > 0 && { clockWaitMs }) }, 'ready');
     // Tracks of another format coming up get a decoder readied now, off the start's critical path.
     for (const f of new Set([c.next, ...(c.upcoming ?? [])].filter((t) => t && t.format !== c.track.format).map((t) => t!.format))) this.deps.warmDecoder?.(f);
   }
