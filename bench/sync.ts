@@ -5,8 +5,10 @@
  *   sound cards run ±50 ppm off, the clock exchange through a proxy adding 0–20 ms of
  *   random one-way delay; one track on repeat. Per minute: how far apart the nodes play
  *   the same frame (p50/p99/max), and the time until they converge.
- * - benchCommandToSound: 8 nodes holding the track; from a play command to the first
- *   frame at every output (p50/p95).
+ * - benchCommandToSound: 8 nodes holding two tracks; from a play command (or a resume
+ *   after a pause) to the first frame at every output (p50/p95), split by how the hub
+ *   started it (after the barrier, or at once). FIREFLY_BENCH_C2S_ROUNDS plays (13),
+ *   FIREFLY_BENCH_C2S_RESUMES resumes (4).
  *
  * True time is the machine's monotonic clock, which every process reads underneath.
  */
@@ -33,6 +35,8 @@ export interface SyncBenchOptions {
 export interface CommandToSoundOptions {
   nodes?: number;
   rounds?: number;
+  /** Pause-and-resume rounds after the plays. */
+  resumes?: number;
 }
 
 const SIM = [
@@ -191,38 +195,43 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     /** The first round: the nodes' first play since they started (no decode kept from an earlier one). */
     let firstPlay = NaN;
     /**
-     * The rounds after the first play tracks A, A, B, B, A, A…: every other play is the
-     * track just stopped again (its start kept decoded on the nodes: 'kept'), the others
-     * the other track — its start cached from when it last played ('intros'), or, the
-     * first time B plays, nothing: the hub waits for the barrier. Split by how the hub
-     * started each play (its log says why).
+     * The rounds after the first play tracks A, A, B, B, A, A…, each from its start: the
+     * track just stopped again, or the other one. Either has its start cached on the
+     * nodes from when it last played ('intros') — except the first time B plays: nothing,
+     * the hub waits for the barrier. Then `resumes` rounds pause a track 2.5 s in and
+     * resume it: the nodes keep it decoded where it stopped ('kept'). Split by how the
+     * hub started each play (its log says why).
      */
     const byStart = new Map<string, number[]>();
     const [a, b] = r.entryIds;
-    for (let i = 0; i < rounds; i++) {
-      const entryId = i === 0 ? a : Math.floor(i / 2) % 2 === 0 ? a : b;
+    const resumes = options.resumes ?? Number(process.env.FIREFLY_BENCH_C2S_RESUMES ?? 4);
+    const plays = rounds + resumes;
+    /** Sends the command, waits for the session it starts; when its start position played at each node (monotonic ms), less the frames a late node skipped. */
+    const measure = async (round: number, command: () => Promise<unknown>) => {
       const sentWall = Date.now();
       const sent = monotonicMs();
-      await r.command('play', { groupId: r.groupId, entryId });
+      await command();
       const g = await waitFor('started', () => {
         const s = r!.observer.last<GroupState>(r!.observer.topics.groupState(r!.groupId));
         return s?.playback.anchor && s.playback.anchor.hubMs > sent ? s : undefined;
       }, 20_000);
       await new Promise((res) => setTimeout(res, 1000));
+      const startFrame = Math.round(g.playback.anchor!.positionMs * 48);
       const firsts = await Promise.all(
-        // When frame 0 played, or would have for a node that came in a few frames late
-        // (it then skipped to the right frame): its first record, less the frames it skipped.
-        r.nodes.map(async (n) => {
+        // When the start frame played, or would have for a node that came in a few frames
+        // late (it then skipped to the right frame): its first record, less the frames it skipped.
+        r!.nodes.map(async (n) => {
           const first = (await readMeasure(n.measure)).find((x) => x.session === g.playback.session && x.trackFrame >= 0);
-          if (first && first.trackFrame > 48) skipped.push({ ms: first.trackFrame / 48, round: i + 1 });
-          return first ? first.trueMs - (first.trackFrame / 48_000) * 1000 : NaN;
+          const late = first ? first.trackFrame - startFrame : 0;
+          if (late > 48) skipped.push({ ms: late / 48, round });
+          return first ? first.trueMs - (late / 48_000) * 1000 : NaN;
         }),
       );
-      const logs = r.hub.proc.logs;
+      const logs = r!.hub.proc.logs;
       const prepared = logs.find((l) => l.msg === 'session prepared' && l.session === g.playback.session);
       const startedLog = logs.find((l) => l.msg === 'session started' && l.session === g.playback.session);
       if (prepared) toPrepare.push((prepared.time as number) - sentWall);
-      for (const n of r.nodes) {
+      for (const n of r!.nodes) {
         const ready = n.proc.logs.find((l) => l.msg === 'ready' && l.session === g.playback.session);
         if (ready) prepare.push(ready.prepareMs as number);
       }
@@ -232,9 +241,22 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       missing += firsts.length - lat.length;
       all.push(...lat);
       if (lat.length === firsts.length) worst.push(Math.max(...lat));
-      if (i === 0) firstPlay = Math.max(...lat);
+      if (round === 1) firstPlay = Math.max(...lat);
       const why = String(startedLog?.why ?? 'unknown');
       byStart.set(why, [...(byStart.get(why) ?? []), ...lat]);
+    };
+    for (let i = 0; i < rounds; i++) {
+      const entryId = i === 0 ? a : Math.floor(i / 2) % 2 === 0 ? a : b;
+      await measure(i + 1, () => r!.command('play', { groupId: r!.groupId, entryId }));
+      await r.command('stop', { groupId: r.groupId });
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    for (let i = 0; i < resumes; i++) {
+      await r.command('play', { groupId: r.groupId, entryId: i % 2 === 0 ? a : b });
+      await new Promise((res) => setTimeout(res, 2500));
+      await r.command('pause', { groupId: r.groupId });
+      await new Promise((res) => setTimeout(res, 600));
+      await measure(rounds + i + 1, () => r!.command('resume', { groupId: r!.groupId }));
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
@@ -246,13 +268,13 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       xs.sort((a, b) => a - b);
       return t.row(label, ms(percentile(xs, 50)), ms(percentile(xs, 95)), ms(xs.at(-1) ?? NaN));
     };
-    const table = new Table(`Command-to-sound: ${count} nodes, two tracks held, ${rounds} plays`, ['', 'p50', 'p95', 'max'])
+    const table = new Table(`Command-to-sound: ${count} nodes, two tracks held, ${rounds} plays and ${resumes} resumes`, ['', 'p50', 'p95', 'max'])
       .row('first frame at each output', ms(percentile(all, 50)), ms(percentile(all, 95)), ms(all.at(-1)!))
       .row('first frame at the last output', ms(percentile(worst, 50)), ms(percentile(worst, 95)), ms(worst.at(-1)!));
     const kinds: [string, string][] = [
       ['all ready', 'after the barrier (not played since the nodes started)'],
-      ['every member keeps the track decoded', 'at once: the track just stopped, again'],
-      ['every member has the start decoded', 'at once: the other track (its start cached)'],
+      ['every member has the start decoded', 'at once: from the start, cached (played before)'],
+      ['every member keeps the track decoded', 'at once: a resume, kept decoded where it paused'],
     ];
     for (const [why, label] of kinds) if (byStart.has(why)) row(table, `${label}, ${byStart.get(why)!.length / count} plays`, byStart.get(why)!);
     for (const [why, xs] of byStart) if (!kinds.some(([k]) => k === why)) row(table, `started because: ${why}, ${xs.length / count} plays`, xs);
@@ -261,7 +283,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     row(table, '  a node: prepare → ready (pre-roll decoded)', prepare);
     row(table, '  start margin (output delay + slack)', margin);
     table.note(`the first play after the nodes started (nothing kept from an earlier play): ${firstPlay.toFixed(1)} ms at the last output`);
-    table.note(`node-plays that began more than 1 ms into the track (the start came too late for the output, the first audio skipped): ${skipped.length} of ${rounds * count}${skipped.length ? `, up to ${Math.max(...skipped.map((x) => x.ms)).toFixed(1)} ms (plays ${[...new Set(skipped.map((x) => x.round))].join(', ')})` : ''}`);
+    table.note(`node-plays that began more than 1 ms into the track (the start came too late for the output, the first audio skipped): ${skipped.length} of ${plays * count}${skipped.length ? `, up to ${Math.max(...skipped.map((x) => x.ms)).toFixed(1)} ms (plays ${[...new Set(skipped.map((x) => x.round))].join(', ')})` : ''}`);
     if (missing > 0) table.note(`${missing} node-plays had no frame 1 s after the start (late joiners after the barrier timeout): left out of the first row, and their rounds out of the second`);
     return table
       .note('from the play command published over MQTT to the first frame played by the measurement outputs (goal p95 ≤ 150 ms)')

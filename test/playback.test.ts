@@ -250,6 +250,33 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     }
   });
 
+  it('a pause in the first seconds of a track whose start is cached: the nodes keep that position decoded, and the resume starts at once', async () => {
+    let since = mark();
+    await command('seek', { groupId, seconds: 1 });
+    let g = await started(since);
+    session = g.playback.session;
+    await waitFor('0.4 s played', () => monotonicMs() > g.playback.anchor!.hubMs + 400, 10_000);
+    const playing = nodes.filter((x) => x.proc);
+    const logsBefore = playing.map((n) => n.proc!.logs.length);
+    since = mark();
+    await command('pause', { groupId });
+    const at = (await stateAfter(since, 'paused', (s) => s.playback.state === 'paused')).playback.positionMs;
+    // Not covered by the cached start (500 ms) nor by a decode from the start (none is kept
+    // when the start is cached): the decode kept must begin before the paused position.
+    assert.ok(at > 1000, `paused at ${at} ms`);
+    const covers = (n: (typeof nodes)[number], from: number) =>
+      n.proc!.logs.slice(from).some((l) => l.msg === 'kept decodes reported to the hub' && (l.spots as { fromMs: number; toMs: number }[]).some((k) => k.fromMs <= at && at <= k.toMs));
+    await waitFor(`every node reports ${at.toFixed(1)} ms kept decoded`, () => playing.every((n, i) => covers(n, logsBefore[i])), 10_000);
+    since = mark();
+    await command('resume', { groupId });
+    g = await started(since);
+    session = g.playback.session;
+    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    assert.equal(startedLog?.why, 'every member keeps the track decoded', `the resume waited for the barrier: ${JSON.stringify(startedLog)}`);
+    await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    await assertInSync(g, 'resume early in the track');
+  });
+
   it('seek moves every node to the new position, together; a node started mid-track joins in sync', async () => {
     const since = mark();
     await command('seek', { groupId, seconds: 9 });

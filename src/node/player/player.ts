@@ -93,6 +93,8 @@ const PARK_BEFORE_MS = 1000;
  */
 const KEPT_REPORT_MS = [300, 2000];
 const KEPT_END_MS = 100;
+/** A cued decode starts this far before the position cued (ms; see cue()). */
+const CUE_BEFORE_MS = 10;
 /** A parked decode still short of that after this long is not reported (ms). */
 const KEPT_REPORT_WAIT_MS = 5000;
 
@@ -274,6 +276,9 @@ export class Player {
   private cue(track: TrackRef, frame: number): void {
     if (this.closed || !this.deps.holds?.(track)) return;
     if (frame < this.intros.frames && this.intros.has(track)) return;
+    // A little before the position: the report rounds its start up to a whole ms, and must
+    // still cover the position it was cued for.
+    frame = Math.max(0, frame - this.frames(CUE_BEFORE_MS));
     const reach = this.frames(this.options.aheadMs - KEPT_END_MS);
     const covered = this.parked.some((p) => p.track.entryId === track.entryId && p.track.contentId === track.contentId && !p.timeline.error && p.timeline.headFrame <= frame && frame <= p.timeline.headFrame + reach);
     if (covered) return;
@@ -357,15 +362,20 @@ export class Player {
   private park(s: Session): void {
     if (this.closed || !this.deps.holds) return;
     const t = s.timeline;
-    // A start whose frames are cached needs no decode kept: a play from there is ready at once anyway.
-    const spots: { track: TrackRef; frame: number }[] = this.intros.has(s.first) ? [] : [{ track: s.first, frame: 0 }];
+    // In order of need, at most two: where a resume would start, the start of the track
+    // that played, the start of the session's first track. A start whose frames are
+    // cached needs no decode kept: a play from there is ready at once anyway.
+    const spots: { track: TrackRef; frame: number }[] = [];
     if (s.writingEntry !== undefined && s.writingEntry === t.decodingEntryId) {
       const track = t.decodingTrack;
-      const frame = Math.max(0, s.positionFrames - Math.round((PARK_BEFORE_MS * this.rate) / 1000));
-      if (track.entryId !== s.first.entryId && !this.intros.has(track)) spots.unshift({ track, frame: 0 });
-      // A spot within the first seconds is covered by the decode from the start (it runs aheadMs ahead).
-      if (frame > (this.options.aheadMs * this.rate) / 2000) spots.push({ track, frame });
+      const frame = Math.max(0, s.positionFrames - this.frames(PARK_BEFORE_MS));
+      const fromStart = !this.intros.has(track);
+      // A spot within the first seconds is covered by a decode from the start (it runs
+      // aheadMs ahead), if one is kept; a cached start covers only the start itself.
+      if (!fromStart || frame > this.frames(this.options.aheadMs) / 2) spots.push({ track, frame });
+      if (fromStart) spots.push({ track, frame: 0 });
     }
+    if (!this.intros.has(s.first) && !spots.some((x) => x.frame === 0 && x.track.entryId === s.first.entryId)) spots.push({ track: s.first, frame: 0 });
     for (const spot of spots.slice(0, 2)) {
       if (!this.deps.holds(spot.track)) continue;
       this.parked.push({ track: spot.track, timeline: this.timeline(spot.track, spot.frame, null, []) });
@@ -389,13 +399,14 @@ export class Player {
         clearTimeout(timer);
       }
       if (this.parked !== list || this.closed) return;
-      const ms = (frames: number) => Math.round((frames * 1000) / this.rate);
       const spots = list
         .filter((p) => !p.timeline.error && p.timeline.decodingEntryId === p.track.entryId && (p.timeline.finished || p.timeline.bufferedFrames >= want))
         .map((p) => {
           const t = p.timeline;
-          const fromMs = ms(t.headFrame);
-          return { entryId: p.track.entryId, contentId: p.track.contentId, fromMs, toMs: Math.max(fromMs, ms(t.headFrame + t.bufferedFrames) - KEPT_END_MS) };
+          // Whole ms inward (the schema's positions are ms): the hub then never believes a
+          // position covered that lies a fraction of a ms outside.
+          const fromMs = Math.ceil((t.headFrame * 1000) / this.rate);
+          return { entryId: p.track.entryId, contentId: p.track.contentId, fromMs, toMs: Math.max(fromMs, Math.floor(((t.headFrame + t.bufferedFrames) * 1000) / this.rate) - KEPT_END_MS) };
         });
       if (spots.length === 0) return;
       this.deps.send({ event: 'kept', spots, outputDelayMs: Math.min(10_000, Math.max(this.lastDelayMs, this.outputDelayMs())) });
