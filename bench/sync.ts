@@ -8,7 +8,7 @@
  * - benchCommandToSound: 8 nodes holding two tracks; from a play command (or a resume
  *   after a pause) to the first frame at every output (p50/p95), split by how the hub
  *   started it (after the barrier, or at once). FIREFLY_BENCH_C2S_ROUNDS plays (13),
- *   FIREFLY_BENCH_C2S_RESUMES resumes (4).
+ *   FIREFLY_BENCH_C2S_RESUMES resumes (4), FIREFLY_BENCH_C2S_NEXTS nexts (4).
  *
  * True time is the machine's monotonic clock, which every process reads underneath.
  */
@@ -37,6 +37,8 @@ export interface CommandToSoundOptions {
   rounds?: number;
   /** Pause-and-resume rounds after the plays. */
   resumes?: number;
+  /** Rounds of `next` to a track not played before, after the resumes. */
+  nexts?: number;
 }
 
 const SIM = [
@@ -181,7 +183,8 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
   let r: Rig | undefined;
   try {
     note(`command-to-sound: starting a hub and ${count} nodes`);
-    r = await rig(count, 20, false, 2);
+    const nexts = options.nexts ?? Number(process.env.FIREFLY_BENCH_C2S_NEXTS ?? 4);
+    r = await rig(count, 20, false, 2 + nexts);
     const all: number[] = [];
     const worst: number[] = [];
     // Where the time goes, from the hub's log: command → session prepared, the barrier, the start margin.
@@ -199,15 +202,17 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
      * track just stopped again, or the other one. Either has its start cached on the
      * nodes from when it last played ('intros') — except the first time B plays: nothing,
      * the hub waits for the barrier. Then `resumes` rounds pause a track 2.5 s in and
-     * resume it: the nodes keep it decoded where it stopped ('kept'). Split by how the
-     * hub started each play (its log says why).
+     * resume it: the nodes keep it decoded where it stopped ('kept'). Then `nexts` rounds
+     * play A with a track never played before after it, and skip to that one 4 s in (its
+     * start decoded in the background while A played, 'intros'). Split by how the hub
+     * started each play (its log says why).
      */
     const byStart = new Map<string, number[]>();
     const [a, b] = r.entryIds;
     const resumes = options.resumes ?? Number(process.env.FIREFLY_BENCH_C2S_RESUMES ?? 4);
-    const plays = rounds + resumes;
+    const plays = rounds + resumes + nexts;
     /** Sends the command, waits for the session it starts; when its start position played at each node (monotonic ms), less the frames a late node skipped. */
-    const measure = async (round: number, command: () => Promise<unknown>) => {
+    const measure = async (round: number, kind: 'play' | 'resume' | 'next', command: () => Promise<unknown>) => {
       const sentWall = Date.now();
       const sent = monotonicMs();
       await command();
@@ -243,11 +248,12 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       if (lat.length === firsts.length) worst.push(Math.max(...lat));
       if (round === 1) firstPlay = Math.max(...lat);
       const why = String(startedLog?.why ?? 'unknown');
-      byStart.set(why, [...(byStart.get(why) ?? []), ...lat]);
+      const key = `${kind}: ${why}`;
+      byStart.set(key, [...(byStart.get(key) ?? []), ...lat]);
     };
     for (let i = 0; i < rounds; i++) {
       const entryId = i === 0 ? a : Math.floor(i / 2) % 2 === 0 ? a : b;
-      await measure(i + 1, () => r!.command('play', { groupId: r!.groupId, entryId }));
+      await measure(i + 1, 'play', () => r!.command('play', { groupId: r!.groupId, entryId }));
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
@@ -256,7 +262,14 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       await new Promise((res) => setTimeout(res, 2500));
       await r.command('pause', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 600));
-      await measure(rounds + i + 1, () => r!.command('resume', { groupId: r!.groupId }));
+      await measure(rounds + i + 1, 'resume', () => r!.command('resume', { groupId: r!.groupId }));
+      await r.command('stop', { groupId: r.groupId });
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    for (let i = 0; i < nexts; i++) {
+      await r.command('play', { groupId: r.groupId, entryIds: [a, r.entryIds[2 + i]] });
+      await new Promise((res) => setTimeout(res, 4000));
+      await measure(rounds + resumes + i + 1, 'next', () => r!.command('next', { groupId: r!.groupId }));
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
@@ -268,16 +281,17 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       xs.sort((a, b) => a - b);
       return t.row(label, ms(percentile(xs, 50)), ms(percentile(xs, 95)), ms(xs.at(-1) ?? NaN));
     };
-    const table = new Table(`Command-to-sound: ${count} nodes, two tracks held, ${rounds} plays and ${resumes} resumes`, ['', 'p50', 'p95', 'max'])
+    const table = new Table(`Command-to-sound: ${count} nodes, ${2 + nexts} tracks held, ${rounds} plays, ${resumes} resumes, ${nexts} nexts`, ['', 'p50', 'p95', 'max'])
       .row('first frame at each output', ms(percentile(all, 50)), ms(percentile(all, 95)), ms(all.at(-1)!))
       .row('first frame at the last output', ms(percentile(worst, 50)), ms(percentile(worst, 95)), ms(worst.at(-1)!));
     const kinds: [string, string][] = [
-      ['all ready', 'after the barrier (not played since the nodes started)'],
-      ['every member has the start decoded', 'at once: from the start, cached (played before)'],
-      ['every member keeps the track decoded', 'at once: a resume, kept decoded where it paused'],
+      ['play: all ready', 'play, after the barrier (not played since the nodes started)'],
+      ['play: every member has the start decoded', 'play, at once: its start cached (played before)'],
+      ['resume: every member keeps the track decoded', 'resume, at once: kept decoded where it paused'],
+      ['next: every member has the start decoded', 'next, at once: its start decoded while the one before played'],
     ];
-    for (const [why, label] of kinds) if (byStart.has(why)) row(table, `${label}, ${byStart.get(why)!.length / count} plays`, byStart.get(why)!);
-    for (const [why, xs] of byStart) if (!kinds.some(([k]) => k === why)) row(table, `started because: ${why}, ${xs.length / count} plays`, xs);
+    for (const [key, label] of kinds) if (byStart.has(key)) row(table, `${label}, ${byStart.get(key)!.length / count}`, byStart.get(key)!);
+    for (const [key, xs] of byStart) if (!kinds.some(([k]) => k === key)) row(table, `${key}, ${xs.length / count}`, xs);
     row(table, '  command → hub prepared (wall clock)', toPrepare);
     row(table, '  start barrier (all ready)', barrier);
     row(table, '  a node: prepare → ready (pre-roll decoded)', prepare);

@@ -297,12 +297,19 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     assert.ok(first > 9.2 * RATE, `the late node started in the middle (frame ${first}), not at the seek position`);
   });
 
-  it('next goes to the next track, together, and the track after follows without a gap', async () => {
+  it('next goes to the next track, at once and together, and the track after follows without a gap', async () => {
+    // b has not played yet; while a plays, every node decodes the start of what comes up.
+    const b = entries.get('b.flac');
+    for (const n of nodes.filter((x) => x.proc)) {
+      await n.proc!.waitForLog((l) => l.msg === 'decoded the start of a track coming up' && l.entryId === b && l.cached === true, 15_000);
+    }
     const since = mark();
     await command('next', { groupId });
     const g = await started(since);
     session = g.playback.session;
-    assert.equal(g.playback.entryId, entries.get('b.flac'));
+    assert.equal(g.playback.entryId, b);
+    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    assert.equal(startedLog?.why, 'every member has the start decoded', `next waited for the barrier: ${JSON.stringify(startedLog)}`);
     // b lasts 6 s; the nodes continue into c on their own.
     const cState = await stateAfter(since, 'c playing', (s) => s.playback.entryId === entries.get('c.ogg') && s.playback.session === session);
     await waitFor('4 s of c', () => monotonicMs() > cState.playback.anchor!.hubMs + 4000, 10_000);

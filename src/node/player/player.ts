@@ -56,6 +56,12 @@ export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40
 const INTROS_REPORT_DELAY_MS = 300;
 /** At most this many are reported (the protocol's limit). */
 const INTROS_MAX = 64;
+/** The start of this many tracks coming up is decoded ahead while a session plays (the protocol's next + upcoming). */
+const WARM_TRACKS = 5;
+/** …beginning this long after the session's start (ms, plus up to 1 s at random): off the start's path. */
+const WARM_DELAY_MS = 2000;
+/** A track whose start is not decoded in this long is given up (ms). */
+const WARM_WAIT_MS = 5000;
 
 export interface PlayerDeps {
   /** Open already (the node's output selection opens it). */
@@ -149,6 +155,10 @@ export class Player {
   /** The starts of recently played tracks, decoded. */
   private readonly intros: IntroCache;
   private introsTimer?: NodeJS.Timeout;
+  /** Tracks coming up in the queue whose start to decode in the background (while a session plays). */
+  private warmList: TrackRef[] = [];
+  private warmTimer?: NodeJS.Timeout;
+  private warming?: Promise<void>;
 
   constructor(
     private readonly deps: PlayerDeps,
@@ -189,7 +199,9 @@ export class Player {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.introsTimer);
+    clearTimeout(this.warmTimer);
     await this.chain;
+    await this.warming;
     await this.end();
     await this.unpark();
     await this.deps.output.close();
@@ -247,6 +259,7 @@ export class Player {
       const anchor = { atHubMs: c.atHubMs, frame: (c.positionMs * this.rate) / 1000 };
       s.scheduler = new Scheduler({ sampleRate: this.rate, ...DEFAULT_SCHEDULER }, this.deps.hubClock, anchor);
       s.timeline.setAhead(this.frames(this.options.aheadMs));
+      this.warmIntrosSoon();
       this.deps.log.info({ session: c.session, inMs: Math.round(c.atHubMs - this.deps.hubClock.toHub(this.deps.clock.now())), ready: s.ready }, 'start');
     } else if (c.command === 'next') {
       if (s?.id !== c.session) return;
@@ -257,6 +270,7 @@ export class Player {
       const ahead = s.writingEntry !== undefined && t.decodingEntryId !== s.writingEntry && c.next?.entryId === t.decodingEntryId;
       if (ahead) t.setNext(c.upcoming?.[0] ?? null, c.upcoming?.slice(1));
       else t.setNext(c.next, c.upcoming);
+      this.warmIntrosSoon([c.next, ...(c.upcoming ?? [])]);
     } else if (c.command === 'cue') {
       // Only between sessions: a session under way owns the decoder and the CPU.
       if (!s) this.cue(c.track, this.frames(c.positionMs));
@@ -321,6 +335,56 @@ export class Player {
       upcoming,
     );
     return timeline;
+  }
+
+  private upcomingToWarm(tracks: readonly (TrackRef | null | undefined)[]): TrackRef[] {
+    return tracks.filter((t): t is TrackRef => !!t).slice(0, WARM_TRACKS);
+  }
+
+  /**
+   * While a session plays: decodes the start of the tracks coming up (next and upcoming)
+   * into the intro cache, one at a time, WARM_DELAY_MS after the start (or after the
+   * hub's `next`), so a skip to one of them — next, or a pick from the queue — starts
+   * at once like a replay. `tracks` replaces the list.
+   */
+  private warmIntrosSoon(tracks?: readonly (TrackRef | null | undefined)[]): void {
+    if (tracks) this.warmList = this.upcomingToWarm(tracks);
+    if (this.closed || this.intros.frames === 0 || this.options.introTracks === 0 || this.warmTimer || this.warming) return;
+    // Spread over a second: the members of a group started on the same instant, and their
+    // decoders need not all start together on a small shared machine.
+    this.warmTimer = setTimeout(() => {
+      this.warmTimer = undefined;
+      this.warming = this.warmIntros()
+        .catch((err: Error) => this.deps.log.debug({ err: err.message }, 'warming track starts failed'))
+        .finally(() => {
+          this.warming = undefined;
+          // A new session began meanwhile: its list, after its own delay.
+          if (this.session?.scheduler && this.warmList.length > 0) this.warmIntrosSoon();
+        });
+    }, WARM_DELAY_MS + Math.random() * 1000);
+  }
+
+  private async warmIntros(): Promise<void> {
+    const s = this.session;
+    while (this.warmList.length > 0) {
+      // Only while this session plays steadily: between sessions the parked and cued
+      // decodes have the CPU, and a new session's start must not share it.
+      if (this.closed || this.session !== s || !s?.scheduler || s.ended) return;
+      const track = this.warmList.shift()!;
+      if (this.intros.has(track) || !this.deps.holds?.(track)) continue;
+      const started = performance.now();
+      const timeline = this.timeline(track, 0, null, [], this.options.introMs + KEPT_END_MS);
+      try {
+        while (!this.closed && this.session === s && !timeline.error && !timeline.finished && !this.intros.has(track) && performance.now() - started < WARM_WAIT_MS) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([timeline.whenMoreData(), new Promise<void>((r) => (timer = setTimeout(r, 250)))]);
+          clearTimeout(timer);
+        }
+      } finally {
+        await timeline.close().catch(() => undefined);
+      }
+      this.deps.log.info({ entryId: track.entryId, cached: this.intros.has(track), ms: Math.round(performance.now() - started) }, 'decoded the start of a track coming up');
+    }
   }
 
   /** Tells the hub, a moment after the last change, which tracks' starts this node has decoded. */
@@ -429,6 +493,7 @@ export class Player {
     this.owners.set(timeline, c.session);
     const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
     this.session = s;
+    this.warmList = this.upcomingToWarm([c.next, ...(c.upcoming ?? [])]);
     this.loop = this.run(s);
     // Ready once the pre-roll is decoded (or the track is shorter than that); a short one when the track is all here.
     const held = this.deps.holds?.(c.track) ?? false;
