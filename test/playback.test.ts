@@ -301,8 +301,11 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     // b has not played yet; while a plays, every node decodes the start of what comes up.
     const b = entries.get('b.flac');
     for (const n of nodes.filter((x) => x.proc)) {
-      await n.proc!.waitForLog((l) => l.msg === 'decoded the start of a track coming up' && l.entryId === b && l.cached === true, 15_000);
+      const warmed = await n.proc!.waitForLog((l) => l.msg === 'decoded the start of a track coming up' && l.entryId === b && l.cached === true, 15_000);
+      // …and told the hub (the report goes out 300 ms after the cache changes).
+      await n.proc!.waitForLog((l) => l.msg === 'cached track starts reported to the hub' && (l.time as number) >= (warmed.time as number), 5000);
     }
+    await new Promise((r) => setTimeout(r, 200));
     const since = mark();
     await command('next', { groupId });
     const g = await started(since);
