@@ -287,6 +287,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const kinds: [string, string][] = [
       ['play: all ready', 'play, after the barrier (not played since the nodes started)'],
       ['play: every member has the start decoded', 'play, at once: its start cached (played before)'],
+      ['play: every member keeps the track decoded', 'play, at once: kept decoded since it stopped'],
       ['resume: every member keeps the track decoded', 'resume, at once: kept decoded where it paused'],
       ['next: every member has the start decoded', 'next, at once: its start decoded while the one before played'],
     ];
