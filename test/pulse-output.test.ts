@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDecoder } from '../src/node/decode/ffmpeg.js';
 import { NullOutput } from '../src/node/output/null.js';
+import { MeasureOutput } from '../src/node/output/measure.js';
 import type { AudioOutput } from '../src/node/output/output.js';
 import { selectOutput } from '../src/node/output/select.js';
 import { makeTone, toneOf } from './helpers/audio.js';
@@ -179,3 +180,23 @@ test('the null output consumes in real time', async () => {
   assert.equal(out.delayFrames(), 0);
   await out.close();
 });
+
+test('the measurement and null outputs count underruns: a writer that stalls past the buffer', async () => {
+  const measure = new MeasureOutput({ sampleRate: RATE, channels: CHANNELS, bufferMs: 50, rateErrorPpm: 0 });
+  const nul = new NullOutput({ sampleRate: RATE, channels: CHANNELS, bufferMs: 50, reason: 'test', log: { warn() {} } as unknown as import('../src/log.js').Logger });
+  for (const out of [measure, nul]) {
+    await out.open();
+    const block = new Int16Array((RATE / 100) * CHANNELS);
+    for (let i = 0; i < 10; i++) await out.write(block, { session: 's', trackFrame: i * (RATE / 100) });
+    const before = out.underruns();
+    // Kept fed: no underrun.
+    for (let i = 0; i < 10; i++) await out.write(block, { session: 's', trackFrame: i * (RATE / 100) });
+    assert.equal(out.underruns(), before, `${out.kind}: an underrun while fed`);
+    // The writer stalls for 120 ms with 50 ms queued: the device runs dry.
+    await new Promise((r) => setTimeout(r, 120));
+    await out.write(block, { session: 's', trackFrame: 0 });
+    assert.ok(out.underruns() > before, `${out.kind}: no underrun counted after a stall`);
+    await out.close();
+  }
+});
+

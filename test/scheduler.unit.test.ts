@@ -40,6 +40,26 @@ describe('Scheduler', () => {
     assert.equal(s.stats.hardResyncs, 2);
   });
 
+  it('after a gap (silence written where audio belonged), the audio resumes exactly on its schedule', () => {
+    const s = new Scheduler(options, offsetClock(0), { atHubMs: 0, frame: 0 });
+    s.wrote(48000);
+    // 3 ms late while playing: below the hard re-sync, so normally one frame at a time.
+    const drifting = s.decide({ localNowMs: 1003, delayFrames: 0, nextFrame: 48000, latencyMs: 0 }, 480);
+    assert.deepEqual(drifting.correction, { kind: 'drop', frames: 1 });
+    // The decoder was behind and silence went out instead: the same lateness is skipped at once.
+    s.gap();
+    const after = s.decide({ localNowMs: 1003, delayFrames: 0, nextFrame: 48000, latencyMs: 0 }, 480);
+    assert.deepEqual(after.correction, { kind: 'drop', frames: 144 });
+    // Early after a gap: silence up to the frame's instant, exactly.
+    const early = s.decide({ localNowMs: 998, delayFrames: 0, nextFrame: 48000, latencyMs: 0 }, 480);
+    assert.deepEqual(early.correction, { kind: 'silence', frames: 96 });
+    // Once audio is written again, small errors are drift again.
+    s.wrote(480);
+    const later = s.decide({ localNowMs: 1013, delayFrames: 0, nextFrame: 48480, latencyMs: 0 }, 480);
+    assert.equal(later.correction.kind === 'drop' && later.correction.frames > 1, false);
+    assert.equal(s.stats.hardResyncs, 0, 'lining up after a gap is not counted as a hard re-sync');
+  });
+
   it('takes the per-node latency offset into account (plays earlier)', () => {
     const s = new Scheduler(options, offsetClock(0), { atHubMs: 0, frame: 0 });
     const d = s.decide({ localNowMs: 1000, delayFrames: 0, nextFrame: 48000, latencyMs: 10 }, 480);

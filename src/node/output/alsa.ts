@@ -59,6 +59,10 @@ export class AlsaOutput implements AudioOutput {
     if (this.failure) throw this.failure;
   }
 
+  underruns(): number {
+    return this.cursor.underruns;
+  }
+
   delayFrames(): number {
     return Math.round(this.cursor.delay(performance.now()));
   }

@@ -71,6 +71,12 @@ export class MeasureOutput implements AudioOutput {
     }
   }
 
+  /** Whole frames of underrun so far. */
+  underruns(): number {
+    this.advance(monotonicMs());
+    return Math.floor(this.underrunFrames);
+  }
+
   delayFrames(): number {
     this.advance(monotonicMs());
     return this.written - this.played;

@@ -40,6 +40,10 @@ export class NullOutput implements AudioOutput {
     else process.emitWarning(msg, { code: 'FIREFLY_NULL_OUTPUT' });
   }
 
+  underruns(): number {
+    return this.cursor.underruns;
+  }
+
   delayFrames(): number {
     return Math.round(this.cursor.delay(performance.now()));
   }

@@ -29,5 +29,11 @@ export interface AudioOutput {
   write(pcm: Int16Array, tag: FrameTag): Promise<void>;
   /** Drops what is queued but not yet played (pause, seek), where the backend can. */
   flush(): Promise<void>;
+  /**
+   * How often (or how many frames long) the device ran dry so far: any count that grows
+   * with each underrun, where the backend can tell. After one, the player lines the
+   * audio up on its schedule at once instead of frame by frame.
+   */
+  underruns?(): number;
   close(): Promise<void>;
 }

@@ -50,7 +50,7 @@ export class PulseOutput implements AudioOutput {
   private snapshot?: LatencySnapshot;
   private poll?: NodeJS.Timeout;
   private failure?: Error;
-  private underruns = 0;
+  private underrunEvents = 0;
 
   constructor(private readonly options: PulseOutputOptions) {
     this.sampleRate = options.sampleRate;
@@ -61,7 +61,11 @@ export class PulseOutput implements AudioOutput {
 
   /** Underruns the server reported since open (the buffer ran dry). */
   get underrunCount(): number {
-    return this.underruns;
+    return this.underrunEvents;
+  }
+
+  underruns(): number {
+    return this.underrunEvents;
   }
 
   async open(): Promise<void> {
@@ -107,7 +111,7 @@ export class PulseOutput implements AudioOutput {
       this.credit += r.u32();
       this.pump();
     } else if (command === Command.UNDERFLOW) {
-      if (r.u32() === this.channel) this.underruns++;
+      if (r.u32() === this.channel) this.underrunEvents++;
     } else if (command === Command.PLAYBACK_STREAM_KILLED) {
       if (r.u32() === this.channel) this.fail(new Error('the PulseAudio server ended the stream (sink removed?)'));
     }

@@ -120,6 +120,8 @@ interface Session {
   starvedSince?: number;
   /** Dropped out (fell behind): silent until a safe margin is decoded ahead of the play position; local time it went out. */
   outSince?: number;
+  /** The output's underrun count at the last write. */
+  underruns?: number;
 }
 
 /**
@@ -571,6 +573,13 @@ export class Player {
           if (!(await this.catchUp(s, scheduler))) return;
           continue;
         }
+        // The device ran dry since the last write (this process was not scheduled in time):
+        // what follows plays late by that much; line it up at once.
+        const underruns = output.underruns?.();
+        if (underruns !== undefined) {
+          if (s.underruns !== undefined && underruns > s.underruns) scheduler.gap();
+          s.underruns = underruns;
+        }
         const d = scheduler.decide({ localNowMs: clock.now(), delayFrames: output.delayFrames(), nextFrame: s.timeline.headFrame, latencyMs: this.latencyMs }, this.writeFrames);
         const c = d.correction;
         if (c.kind === 'drop' && c.frames > 1) this.deps.log.debug({ session: s.id, errorFrames: Math.round(d.errorFrames), correction: c }, 'hard re-sync');
@@ -659,12 +668,14 @@ export class Player {
         this.deps.log.info({ session: s.id }, 'session ended');
       }
       // The hub may still name a next track; meanwhile the device plays silence.
+      s.scheduler?.gap();
       await this.deps.output.write(new Int16Array(this.writeFrames * this.channels), { session: s.id, trackFrame: -1 });
       return this.session === s;
     }
     if (t.error && t.bufferedFrames === 0) return false;
     // The decoder is behind (or catching up after a jump): keep the device fed; the scheduler
-    // re-syncs after. Starved for long while playing, the download fell behind: drop out.
+    // re-syncs exactly after. Starved for long while playing, the download fell behind: drop out.
+    s.scheduler?.gap();
     const now = this.deps.clock.now();
     s.starvedSince ??= now;
     if (s.scheduler && s.outSince === undefined && now - s.starvedSince >= this.options.dropOutMs) {
