@@ -291,7 +291,9 @@ export class Player {
    */
   private cue(track: TrackRef, frame: number): void {
     if (this.closed || !this.deps.holds?.(track)) return;
-    if (frame < this.intros.frames && this.intros.has(track)) return;
+    // A play from the very start needs nothing kept when the start is cached (the hub
+    // knows: 'intros'); any other position does, even inside the cached start.
+    if (frame === 0 && this.intros.has(track)) return;
     // A little before the position: the report rounds its start up to a whole ms, and must
     // still cover the position it was cued for.
     frame = Math.max(0, frame - this.frames(CUE_BEFORE_MS));
