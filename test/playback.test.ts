@@ -94,6 +94,8 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     await makeTrack(join(library, 'a.flac'), { format: 'flac', seconds: 20, seed: 1, title: 'A' });
     await makeTrack(join(library, 'b.flac'), { format: 'flac', seconds: 6, seed: 2, title: 'B' });
     await makeTrack(join(library, 'c.ogg'), { format: 'ogg', seconds: 8, seed: 3, title: 'C' });
+    // Only ever queued while paused (the last tests).
+    await makeTrack(join(library, 'd.flac'), { format: 'flac', seconds: 8, seed: 5, title: 'D' });
     // A file cut short: its tags still say 20 s.
     await makeTrack(join(library, 'bad.flac'), { format: 'flac', seconds: 20, seed: 4, title: 'Bad' });
     const bad = await readFile(join(library, 'bad.flac'));
@@ -101,7 +103,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     hub = await startControlHub(broker, { library });
     await hub.proc.waitForLog('library indexed', 60_000);
     for (const e of await ctlLibrary(hub.grpc)) entries.set(e.path, e.id);
-    assert.equal(entries.size, 4, `entries: ${[...entries.keys()].join(', ')}`);
+    assert.equal(entries.size, 5, `entries: ${[...entries.keys()].join(', ')}`);
 
     observer = await new Observer(broker).connect();
     await observer.subscribe(`${broker.prefix}/group/+/state`, `${broker.prefix}/node/+/heartbeat`);
@@ -340,6 +342,33 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     assert.match(error.message, /flac/i);
     await waitFor('3 s of b', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
     await assertInSync(g, 'after the bad track');
+  });
+
+  it('paused, a track added to the queue: the nodes decode its start while idle (cued), and a next and resume to it start at once', async () => {
+    let since = mark();
+    await command('play', { groupId, entryIds: [entries.get('a.flac')] });
+    await started(since);
+    since = mark();
+    await command('pause', { groupId });
+    await stateAfter(since, 'paused', (g) => g.playback.state === 'paused');
+    const playing = nodes.filter((x) => x.proc);
+    const d = entries.get('d.flac')!;
+    await command('queue/add', { groupId, entryIds: [d] });
+    for (const n of playing) {
+      const warmed = await n.proc!.waitForLog((l) => l.msg === 'decoded the start of a track coming up' && l.entryId === d && l.cached === true, 15_000);
+      await n.proc!.waitForLog((l) => l.msg === 'cached track starts reported to the hub' && (l.time as number) >= (warmed.time as number), 5000);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    await command('next', { groupId });
+    since = mark();
+    await command('resume', { groupId });
+    const g = await started(since);
+    session = g.playback.session;
+    assert.equal(g.playback.entryId, d);
+    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    assert.equal(startedLog?.why, 'every member has the start decoded', `the resume into the queued track waited for the barrier: ${JSON.stringify(startedLog)}`);
+    await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    await assertInSync(g, 'resume into a track warmed while paused', d);
   });
 
   it('stop silences every node', async () => {

@@ -33,20 +33,20 @@ describe('SyncCoordinator: starting at once', () => {
   const track: TrackInfo = { entryId: 7, contentId: 'ab'.repeat(32), format: 'flac', durationMs: 60_000, title: 'Seven' };
 
   /** A coordinator for a new group of `members`, with a hub clock the test moves by hand. */
-  function rig(members: number[], holds: (nodeId: number) => boolean) {
+  function rig(members: number[], holds: (nodeId: number) => boolean, after: TrackInfo[] = []) {
     const groupId = ++groupSeq;
     db.prepare('INSERT INTO groups (id, name, created_at) VALUES (?, ?, ?)').run(groupId, `g${groupId}`, Date.now());
     const queue = new PlayQueue(db, groupId);
-    queue.add([track.entryId]);
+    queue.add([track.entryId, ...after.map((t) => t.entryId)]);
     const sent: { nodeId: number; command: NodeCommand }[] = [];
     const clock = { now: 10_000 };
     const ctx: CoordinatorContext = {
       now: () => clock.now,
-      track: (entryId) => (entryId === track.entryId ? track : undefined),
+      track: (entryId) => [track, ...after].find((t) => t.entryId === entryId),
       onlineMembers: () => members,
       send: (nodeId, command) => sent.push({ nodeId, command }),
       sendOutput: () => undefined,
-      holds: (nodeId, contentId) => contentId === track.contentId && holds(nodeId),
+      holds: (nodeId, contentId) => [track, ...after].some((t) => t.contentId === contentId) && holds(nodeId),
       changed: () => undefined,
     };
     const coordinator = new SyncCoordinator(queue, ctx, DEFAULT_COORDINATOR, createLogger('test', 'silent'));
@@ -176,6 +176,25 @@ describe('SyncCoordinator: starting at once', () => {
     kept(2, 29_000, 31_900);
     clear();
     assert.equal(play().startedAtOnce, 2, 'the resume starts at once');
+    coordinator.close();
+  });
+
+  it('a cue names the tracks after it; a member is cued again until it has their starts too', () => {
+    const eight: TrackInfo = { entryId: 8, contentId: 'ef'.repeat(32), format: 'ogg', durationMs: 30_000, title: 'Eight' };
+    const { coordinator, play, kept, intros, cues, clear } = rig([1, 2], () => true, [eight]);
+    play('pause');
+    const paused = coordinator.positionMs();
+    assert.deepEqual(cues().map((c) => [c.nodeId, c.upcoming?.map((u) => u.entryId)]), [[1, [8]], [2, [8]]], 'the pause names what follows');
+    kept(1, paused - 1000, paused + 1900);
+    kept(2, paused - 1000, paused + 1900);
+    coordinator.onPlayerEvent(2, { event: 'intros', intros: [{ entryId: 8, contentId: eight.contentId }], outputDelayMs: 50 });
+    clear();
+    coordinator.queueChanged();
+    assert.deepEqual(cues().map((c) => c.nodeId), [1], 'member 1 keeps the track but has not reported the start of 8');
+    intros(1, [eight.contentId]);
+    clear();
+    coordinator.queueChanged();
+    assert.equal(cues().length, 0, 'both keep the track and have the start of what follows');
     coordinator.close();
   });
 

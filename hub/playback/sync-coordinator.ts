@@ -420,7 +420,14 @@ export class SyncCoordinator {
     const track = item && this.ctx.track(item.entryId);
     if (!track) return;
     const positionMs = current ? this.queue.savedPositionMs : 0;
-    for (const nodeId of nodeIds) if (!this.keeps(nodeId, track, positionMs) && !this.hasStart(nodeId, track, positionMs)) this.ctx.send(nodeId, { command: 'cue', track: ref(track), positionMs });
+    const { next, upcoming } = this.following(item);
+    const coming = next ? [next, ...upcoming] : [];
+    for (const nodeId of nodeIds) {
+      const ready = this.keeps(nodeId, track, positionMs) || this.hasStart(nodeId, track, positionMs);
+      const starts = this.intros.get(nodeId)?.contentIds;
+      if (ready && coming.every((t) => starts?.has(t.contentId))) continue;
+      this.ctx.send(nodeId, { command: 'cue', track: ref(track), positionMs, ...(coming.length > 0 && { upcoming: coming }) });
+    }
   }
 
   /** The member reported a decode of this track covering the position. */

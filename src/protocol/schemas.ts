@@ -230,9 +230,11 @@ export const nodeCommandSchema = z.discriminatedUnion('command', [
   /**
    * Between sessions: what a play would start (the group's current track, at its saved
    * position). A node that holds it keeps a decode of it going there and says so ('kept'),
-   * so that play starts at once. Ignored while a session plays.
+   * so that play starts at once. `upcoming`: the tracks after it in play order, whose
+   * starts a node decodes ahead when idle (so a next from there starts at once too).
+   * Ignored while a session plays.
    */
-  z.object({ command: z.literal('cue'), track: trackRefSchema, positionMs }),
+  z.object({ command: z.literal('cue'), track: trackRefSchema, positionMs, upcoming: upcomingSchema }),
 ]);
 export type NodeCommand = z.infer<typeof nodeCommandSchema>;
 

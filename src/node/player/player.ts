@@ -275,7 +275,11 @@ export class Player {
       this.warmIntrosSoon([c.next, ...(c.upcoming ?? [])]);
     } else if (c.command === 'cue') {
       // Only between sessions: a session under way owns the decoder and the CPU.
-      if (!s) this.cue(c.track, this.frames(c.positionMs));
+      if (!s) {
+        this.cue(c.track, this.frames(c.positionMs));
+        // …and the starts of what follows it, as while playing.
+        if (c.upcoming?.length) this.warmIntrosSoon(c.upcoming);
+      }
       // The hub sends cues when the node comes (back) online: it forgot the cached starts then.
       this.reportIntrosSoon();
     } else if (s?.id === c.session) {
@@ -346,10 +350,11 @@ export class Player {
   }
 
   /**
-   * While a session plays: decodes the start of the tracks coming up (next and upcoming)
-   * into the intro cache, one at a time, WARM_DELAY_MS after the start (or after the
-   * hub's `next`), so a skip to one of them — next, or a pick from the queue — starts
-   * at once like a replay. `tracks` replaces the list.
+   * While a session plays, or between sessions after a cue: decodes the start of the
+   * tracks coming up (next and upcoming) into the intro cache, one at a time,
+   * WARM_DELAY_MS after the start (or the hub's `next`, or its cue), so a skip to one of
+   * them — next, or a pick from the queue — starts at once like a replay. `tracks`
+   * replaces the list.
    */
   private warmIntrosSoon(tracks?: readonly (TrackRef | null | undefined)[]): void {
     if (tracks) this.warmList = this.upcomingToWarm(tracks);
@@ -362,8 +367,8 @@ export class Player {
         .catch((err: Error) => this.deps.log.debug({ err: err.message }, 'warming track starts failed'))
         .finally(() => {
           this.warming = undefined;
-          // A new session began meanwhile: its list, after its own delay.
-          if (this.session?.scheduler && this.warmList.length > 0) this.warmIntrosSoon();
+          // A new session began meanwhile (or ended): its list, after its own delay.
+          if ((!this.session || (this.session.scheduler && !this.session.ended)) && this.warmList.length > 0) this.warmIntrosSoon();
         });
     }, WARM_DELAY_MS + Math.random() * 1000);
   }
@@ -371,9 +376,9 @@ export class Player {
   private async warmIntros(): Promise<void> {
     const s = this.session;
     while (this.warmList.length > 0) {
-      // Only while this session plays steadily: between sessions the parked and cued
-      // decodes have the CPU, and a new session's start must not share it.
-      if (this.closed || this.session !== s || !s?.scheduler || s.ended) return;
+      // While this session plays steadily, or while none does (after a cue); never while a
+      // session prepares or starts: its start must not share the CPU.
+      if (this.closed || this.session !== s || (s && (!s.scheduler || s.ended))) return;
       const track = this.warmList.shift()!;
       if (this.intros.has(track) || !this.deps.holds?.(track)) continue;
       const started = performance.now();
