@@ -15,6 +15,21 @@ import { tempDir } from './helpers/processes.js';
 
 const RATE = 48000;
 
+type Block = NonNullable<ReturnType<PcmTimeline['take']>>;
+
+/** Takes every block the timeline has, in `frames` steps, until it has finished and is empty. */
+async function drain(timeline: PcmTimeline, frames: number, onBlock: (block: Block) => void): Promise<void> {
+  for (;;) {
+    const block = timeline.take(frames);
+    if (!block) {
+      if (timeline.finished && timeline.bufferedFrames === 0) return;
+      await timeline.whenMoreData();
+      continue;
+    }
+    onBlock(block);
+  }
+}
+
 describe('PcmTimeline', () => {
   it('plays on through next and the upcoming tracks on its own, gaplessly, then finishes', async () => {
     const dir = await tempDir('firefly-timeline-');
@@ -39,20 +54,14 @@ describe('PcmTimeline', () => {
     );
     const framesPer = new Map<number, number>();
     let expectedTimeline = 0;
-    for (;;) {
-      const block = timeline.take(4800);
-      if (!block) {
-        if (timeline.finished && timeline.bufferedFrames === 0) break;
-        await timeline.whenMoreData();
-        continue;
-      }
+    await drain(timeline, 4800, (block) => {
       // Gapless: every block starts where the last one ended, across track changes.
       assert.equal(block.timelineFrame, expectedTimeline);
       assert.equal(block.trackFrame, framesPer.get(block.entryId) ?? 0);
       const n = block.pcm.length / 2;
       expectedTimeline += n;
       framesPer.set(block.entryId, (framesPer.get(block.entryId) ?? 0) + n);
-    }
+    });
     await timeline.close();
     assert.deepEqual(errors, []);
     assert.deepEqual([...framesPer], [[1, RATE], [2, RATE / 2], [3, RATE * 0.75], [4, RATE / 4]]);
@@ -67,15 +76,9 @@ describe('PcmTimeline', () => {
     assert.equal(timeline.decodingEntryId, 1);
     timeline.setNext(ref(7), []);
     const order: number[] = [];
-    for (;;) {
-      const block = timeline.take(48000);
-      if (!block) {
-        if (timeline.finished && timeline.bufferedFrames === 0) break;
-        await timeline.whenMoreData();
-        continue;
-      }
+    await drain(timeline, 48000, (block) => {
       if (order.at(-1) !== block.entryId) order.push(block.entryId);
-    }
+    });
     await timeline.close();
     assert.deepEqual(order, [1, 7]);
   });
@@ -111,15 +114,7 @@ describe('PcmTimeline', () => {
       const introFrames = RATE / 2;
       const decodeAll = async (timeline: PcmTimeline) => {
         const parts: Int16Array[] = [];
-        for (;;) {
-          const block = timeline.take(4800);
-          if (!block) {
-            if (timeline.finished && timeline.bufferedFrames === 0) break;
-            await timeline.whenMoreData();
-            continue;
-          }
-          parts.push(block.pcm.slice());
-        }
+        await drain(timeline, 4800, (block) => parts.push(block.pcm.slice()));
         await timeline.close();
         const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
         let at = 0;

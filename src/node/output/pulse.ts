@@ -60,10 +60,6 @@ export class PulseOutput implements AudioOutput {
   }
 
   /** Underruns the server reported since open (the buffer ran dry). */
-  get underrunCount(): number {
-    return this.underrunEvents;
-  }
-
   underruns(): number {
     return this.underrunEvents;
   }
