@@ -177,7 +177,8 @@ export class Groups implements GroupDirectory {
     return row?.group_id ?? null;
   }
 
-  private memberIds(groupId: number): number[] {
+  /** A group's member ids in order (no state built: the playback asks this on every command). */
+  memberIds(groupId: number): number[] {
     return (cached(this.db, 'SELECT node_id FROM group_members WHERE group_id = ? ORDER BY added_at, node_id').all(groupId) as { node_id: number }[]).map((r) => r.node_id);
   }
 

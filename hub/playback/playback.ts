@@ -131,7 +131,7 @@ export class Playback implements PlaybackDirectory {
       if (groupId !== undefined) {
         const g = group(groupId);
         g.queue.setMuted(muted);
-        for (const m of this.groups.state(groupId)?.members ?? []) this.sendOutput(m.nodeId);
+        for (const nodeId of this.groups.memberIds(groupId)) this.sendOutput(nodeId);
         this.publish(groupId);
         return result(groupId);
       }
@@ -154,7 +154,7 @@ export class Playback implements PlaybackDirectory {
       const coordinator = this.coordinator(g.groupId);
       coordinator.restore();
       // Members that came back before this module listened (the registry starts first).
-      for (const m of this.groups.state(g.groupId)?.members ?? []) if (this.registry.isOnline(m.nodeId)) coordinator.memberOnline(m.nodeId);
+      for (const nodeId of this.groups.memberIds(g.groupId)) if (this.registry.isOnline(nodeId)) coordinator.memberOnline(nodeId);
       this.publish(g.groupId);
     }
   }
@@ -202,7 +202,7 @@ export class Playback implements PlaybackDirectory {
       {
         now: this.now,
         track: (entryId) => this.track(entryId),
-        onlineMembers: () => (this.groups.state(groupId)?.members ?? []).filter((m) => this.registry.isOnline(m.nodeId)).map((m) => m.nodeId),
+        onlineMembers: () => this.groups.memberIds(groupId).filter((nodeId) => this.registry.isOnline(nodeId)),
         send: (nodeId, command) => this.send(nodeId, command),
         sendOutput: (nodeId) => this.sendOutput(nodeId),
         holds: (nodeId, contentId) => {
@@ -274,10 +274,10 @@ export class Playback implements PlaybackDirectory {
     if (!where) return;
     const parsed = parsePayload(playerEventSchema, message.payload);
     if (!parsed.ok) return this.channel.error(message.topic, parsed.code, `player event: ${parsed.message}`, null, parsed.issues);
-    const node = this.registry.list().find((n) => n.uuid === where.uuid);
-    if (!node) return;
-    const groupId = this.groups.groupIdOfNode(node.nodeId);
+    const nodeId = this.registry.idOf(where.uuid);
+    if (nodeId === undefined) return;
+    const groupId = this.groups.groupIdOfNode(nodeId);
     if (groupId === null) return;
-    this.coordinator(groupId).onPlayerEvent(node.nodeId, parsed.value);
+    this.coordinator(groupId).onPlayerEvent(nodeId, parsed.value);
   }
 }

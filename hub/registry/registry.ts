@@ -133,6 +133,11 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
     return row ? this.toInfo(row) : undefined;
   }
 
+  /** The id of the node with this uuid (one indexed lookup; list() builds every node's info). */
+  idOf(uuid: string): number | undefined {
+    return this.rowByUuid(uuid)?.id;
+  }
+
   isOnline(nodeId: number): boolean {
     const row = this.rowById(nodeId);
     return row ? (this.live.get(row.uuid)?.online ?? false) : false;
