@@ -140,4 +140,65 @@ describe('PcmTimeline', () => {
       }
     }
   });
+
+  it('steps back over the frames it handed out (a stop parks the running decode), and takes a cached start in front, sample for sample', async () => {
+    const dir = await tempDir('firefly-timeline-');
+    const file = join(dir, 'back.flac');
+    await makeTone(file, { format: 'flac', seconds: 2, sampleRate: 44100, frequency: 523 });
+    const ref: TrackRef = { entryId: 1, contentId: '0a'.repeat(32), format: 'flac', durationMs: 2000 };
+    const open = async () => createReadStream(file);
+    const keepFrames = RATE / 2;
+    const options = { sampleRate: RATE, channels: 2, aheadFrames: RATE * 4, readFrames: 4096, keepFrames };
+    const collect = async (timeline: PcmTimeline) => {
+      const parts: Int16Array[] = [];
+      await drain(timeline, 480, (block) => parts.push(block.pcm.slice()));
+      const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) all.set(p, at), (at += p.length);
+      return all;
+    };
+    const plain = new PcmTimeline(ref, 0, null, open, openDecoder, { ...options, keepFrames: 0 }, () => undefined);
+    const whole = await collect(plain);
+    await plain.close();
+    const same = (got: Int16Array, from: number, what: string) => {
+      assert.equal(got.length, whole.length - from * 2, `${what}: as long as a plain decode from frame ${from}`);
+      const diff = got.findIndex((v, i) => v !== whole[i + from * 2]);
+      assert.equal(diff, -1, `${what}: the same samples as a plain decode from frame ${from} (first difference at sample ${diff})`);
+    };
+
+    // Played 0.8 s in (taken and dropped, in uneven steps), then back by 0.3 s.
+    const t = new PcmTimeline(ref, 0, null, open, openDecoder, options, () => undefined);
+    let taken = 0;
+    while (taken < RATE * 0.8) {
+      while (t.bufferedFrames < 1000) await t.whenMoreData();
+      taken += taken % 3 === 0 ? t.drop(333) : t.take(977)!.pcm.length / 2;
+    }
+    assert.ok(t.rewindableFrames >= keepFrames && t.rewindableFrames < keepFrames + 4096, `keeps about ${keepFrames} frames to step back over, not ${t.rewindableFrames}`);
+    const target = taken - Math.round(RATE * 0.3);
+    assert.equal(t.rewind(taken - target), taken - target);
+    assert.equal(t.headFrame, target);
+    assert.ok(t.prepend(new Int16Array(4), 0) === false, 'a prepend must end exactly at the head');
+    same(await collect(t), target, 'rewound');
+    await t.close();
+
+    // No further back than it kept.
+    const short = new PcmTimeline(ref, 0, null, open, openDecoder, options, () => undefined);
+    while (short.bufferedFrames < RATE) await short.whenMoreData();
+    short.drop(RATE);
+    const kept = short.rewindableFrames;
+    assert.ok(kept >= keepFrames && kept < keepFrames + 4096, `keeps about ${keepFrames} frames, not ${kept}`);
+    assert.equal(short.rewind(RATE), kept, 'steps back over what it kept, no further');
+    assert.equal(short.headFrame, RATE - kept);
+    assert.equal(short.rewindableFrames, 0);
+    await short.close();
+
+    // Started at 0.1 s (a decode parked there), the first 0.1 s put in front: a play from 0.
+    const at = Math.round(RATE * 0.1);
+    const parked = new PcmTimeline(ref, at, null, open, openDecoder, options, () => undefined);
+    while (parked.bufferedFrames < 4096) await parked.whenMoreData();
+    assert.equal(parked.prepend(whole.slice(0, at * 2), 0), true);
+    assert.equal(parked.headFrame, 0);
+    same(await collect(parked), 0, 'cached start in front of a decode from 0.1 s');
+    await parked.close();
+  });
 });

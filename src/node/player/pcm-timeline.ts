@@ -27,6 +27,12 @@ export interface PcmTimelineOptions {
   /** Every track decoded from its frame 0 hands its first `introFrames` frames here (a copy). */
   onIntro?: (track: TrackRef, pcm: Int16Array) => void;
   introFrames?: number;
+  /**
+   * Keep this many of the frames last taken or dropped, so the head can step back over
+   * them (`rewind`): a stop parks the running decode a little before where it was
+   * instead of starting a decoder afresh there. 0: none kept.
+   */
+  keepFrames?: number;
 }
 
 /** Bytes of a track, fetched first if the node lacks some of them. */
@@ -58,6 +64,11 @@ export class PcmTimeline {
   private dataWaiters: (() => void)[] = [];
   /** The start of the track being decoded, collected for onIntro (decoded from its frame 0). */
   private intro?: { track: TrackRef; parts: Int16Array[]; frames: number };
+  /** Frames taken or dropped lately, oldest first (up to keepFrames of them), for rewind(). */
+  private history: TimedBlock[] = [];
+  private historyFrames = 0;
+  /** The decoder moved on from the first track (timeline frames are no longer its track frames). */
+  private crossed = false;
 
   constructor(
     first: TrackRef,
@@ -99,6 +110,14 @@ export class PcmTimeline {
     return this.current.track;
   }
 
+  /**
+   * Still in the first track: every timeline frame is that track's own frame number, so a
+   * position in the track is a position in the timeline (a parked decode is reported so).
+   */
+  get inFirstTrack(): boolean {
+    return !this.crossed;
+  }
+
   /** The track the head of the timeline belongs to. */
   get headEntryId(): number {
     return this.blocks[0]?.entryId ?? this.current.track.entryId;
@@ -133,8 +152,75 @@ export class PcmTimeline {
       head.trackFrame += n;
       head.timelineFrame += n;
     }
+    this.keep(out, n);
     this.consumed(n);
     return out;
+  }
+
+  /** How far rewind() can step back now (frames). */
+  get rewindableFrames(): number {
+    return this.historyFrames;
+  }
+
+  /**
+   * Steps the head back by up to `frames` frames over those taken or dropped lately (see
+   * keepFrames): they come again, exactly as before. Returns how many frames it went back.
+   */
+  rewind(frames: number): number {
+    const { channels } = this.options;
+    let left = Math.max(0, Math.floor(frames));
+    while (left > 0 && this.history.length > 0) {
+      const last = this.history[this.history.length - 1];
+      const have = last.pcm.length / channels;
+      let back: TimedBlock;
+      if (have <= left) {
+        this.history.pop();
+        back = last;
+      } else {
+        const keep = have - left;
+        back = { ...last, pcm: last.pcm.subarray(keep * channels), trackFrame: last.trackFrame + keep, timelineFrame: last.timelineFrame + keep };
+        last.pcm = last.pcm.subarray(0, keep * channels);
+      }
+      const n = back.pcm.length / channels;
+      this.blocks.unshift(back);
+      this.historyFrames -= n;
+      this.buffered += n;
+      this.headFrame -= n;
+      left -= n;
+    }
+    return Math.max(0, Math.floor(frames)) - left;
+  }
+
+  /**
+   * Puts frames of the first track just before the head in front of it (a cached start):
+   * `pcm` holds that track's frames from `trackFrame` to the head. Only while the timeline
+   * is in its first track (timeline frames are its frames); false and nothing changed
+   * otherwise, or when they do not end exactly at the head.
+   */
+  prepend(pcm: Int16Array, trackFrame: number): boolean {
+    const n = pcm.length / this.options.channels;
+    if (this.crossed || !Number.isInteger(n) || n === 0 || trackFrame < 0 || trackFrame + n !== this.headFrame) return false;
+    const head = this.blocks[0];
+    if (head && (head.timelineFrame !== this.headFrame || head.trackFrame !== this.headFrame)) return false;
+    this.blocks.unshift({ pcm, entryId: head?.entryId ?? this.current.track.entryId, trackFrame, timelineFrame: trackFrame });
+    this.buffered += n;
+    this.headFrame = trackFrame;
+    // What lay before the head belongs before these frames no more.
+    this.history = [];
+    this.historyFrames = 0;
+    return true;
+  }
+
+  /** Remembers a block just taken, for rewind(); forgets the oldest beyond keepFrames. */
+  private keep(block: TimedBlock, frames: number): void {
+    const max = this.options.keepFrames ?? 0;
+    if (max <= 0) return;
+    this.history.push(block);
+    this.historyFrames += frames;
+    const { channels } = this.options;
+    while (this.history.length > 0 && this.historyFrames - this.history[0].pcm.length / channels >= max) {
+      this.historyFrames -= this.history.shift()!.pcm.length / channels;
+    }
   }
 
   /** Discards up to `frames` frames from the head; returns how many went. */
@@ -226,6 +312,7 @@ export class PcmTimeline {
           if (this.next) {
             this.current = { track: this.next, nextTrackFrame: 0 };
             this.next = this.upcoming.shift() ?? null;
+            this.crossed = true;
           } else {
             this.finished = true;
             this.notifyData();
@@ -235,6 +322,7 @@ export class PcmTimeline {
               this.current = { track: this.next, nextTrackFrame: 0 };
               this.next = this.upcoming.shift() ?? null;
               this.finished = false;
+              this.crossed = true;
             }
           }
           continue;

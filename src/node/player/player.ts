@@ -91,6 +91,12 @@ interface Parked {
 /** Parked decodes start this far before the position a paused session had written (the hub resumes at the audible position, a little behind). */
 const PARK_BEFORE_MS = 1000;
 /**
+ * A timeline keeps PARK_BEFORE_MS of the frames it handed out, and this much more (the
+ * block being written, a frame dropped or repeated), so a stop can step the session's own
+ * decode back to the parking spot.
+ */
+const KEEP_SLACK_MS = 100;
+/**
  * The hub hears of the parked decodes ('kept') as each has this much decoded (ms, or all
  * it will decode): early, so a replay soon after a stop finds the report there (8 nodes
  * on 2 cores took over 300 ms to decode 2 s after a stop), and again once the spot of a
@@ -333,6 +339,7 @@ export class Player {
         seed,
         introFrames: this.intros.frames,
         onIntro: (t, pcm) => this.intros.add(t, pcm),
+        keepFrames: this.frames(PARK_BEFORE_MS + KEEP_SLACK_MS),
       },
       (entryId, message) => {
         const session = this.owners.get(timeline);
@@ -413,11 +420,12 @@ export class Player {
     let found: PcmTimeline | undefined;
     for (const p of this.parked) {
       const t = p.timeline;
-      const covers =
-        !found && track && p.track.entryId === track.entryId && p.track.contentId === track.contentId && !t.error &&
-        t.decodingEntryId === track.entryId && t.headFrame <= startFrame && startFrame <= t.headFrame + t.bufferedFrames;
-      if (covers) {
+      const same = !found && track && p.track.entryId === track.entryId && p.track.contentId === track.contentId && !t.error && t.decodingEntryId === track.entryId;
+      if (same && t.headFrame <= startFrame && startFrame <= t.headFrame + t.bufferedFrames) {
         t.drop(startFrame - t.headFrame);
+        found = t;
+      } else if (same && startFrame < t.headFrame && this.joinsStart(t, track, startFrame)) {
+        // The cached start reaches the parked decode: together they play from startFrame.
         found = t;
       } else this.closing.push(t.close().catch(() => undefined));
     }
@@ -428,12 +436,26 @@ export class Player {
   }
 
   /**
+   * A parked decode of this track starting inside its cached start (parked a little
+   * before where a session stopped early in the track): the cached frames from startFrame
+   * up to it go in front, so a replay from the start needs no decoder of its own.
+   */
+  private joinsStart(t: PcmTimeline, track: TrackRef, startFrame: number): boolean {
+    if (!t.inFirstTrack || t.headFrame > this.intros.frames || !this.intros.has(track)) return false;
+    const intro = this.intros.get(track)!;
+    return t.prepend(intro.slice(startFrame * this.channels, t.headFrame * this.channels), startFrame);
+  }
+
+  /**
    * After a session ends: decodes of its track kept ready, from its start and from a
    * little before where it was, if the node holds the whole track (a parked decode never
    * fetches anything).
    */
-  private park(s: Session): void {
-    if (this.closed || !this.deps.holds) return;
+  private park(s: Session, running?: PcmTimeline): void {
+    if (this.closed || !this.deps.holds) {
+      if (running) this.closing.push(running.close().catch(() => undefined));
+      return;
+    }
     const t = s.timeline;
     // In order of need, at most two: where a resume would start, the start of the track
     // that played, the start of the session's first track. A start whose frames are
@@ -451,8 +473,22 @@ export class Player {
     if (!this.intros.has(s.first) && !spots.some((x) => x.frame === 0 && x.track.entryId === s.first.entryId)) spots.push({ track: s.first, frame: 0 });
     for (const spot of spots.slice(0, 2)) {
       if (!this.deps.holds(spot.track)) continue;
+      // The session's own decode serves the spot when it took the frames from there
+      // lately: stepped back to it, those frames come again, and no decoder starts (on a
+      // small machine, starting ffmpeg is most of what a stop and a replay cost).
+      const back = running && running.decodingEntryId === spot.track.entryId && running.decodingTrack.contentId === spot.track.contentId ? running.headFrame - spot.frame : -1;
+      // A session shorter than PARK_BEFORE_MS goes back to its first frame at most: enough
+      // if that is before the audible position (what the hub resumes at).
+      const audible = s.positionFrames - this.frames(this.lastDelayMs + KEEP_SLACK_MS);
+      if (running && back >= 0 && (back <= running.rewindableFrames || (spot.frame > 0 && running.headFrame - running.rewindableFrames <= audible))) {
+        running.rewind(back);
+        this.parked.push({ track: spot.track, timeline: running });
+        running = undefined;
+        continue;
+      }
       this.parked.push({ track: spot.track, timeline: this.timeline(spot.track, spot.frame, null, []) });
     }
+    if (running) this.closing.push(running.close().catch(() => undefined));
     if (this.parked.length > 0) void this.reportKept(this.parked).catch((err: Error) => this.deps.log.debug({ err: err.message }, 'kept decodes not reported'));
   }
 
@@ -557,10 +593,19 @@ export class Player {
     await this.loop;
     this.loop = undefined;
     this.owners.delete(s.timeline);
-    await s.timeline.close();
+    // A stop or pause keeps the session's own decode, stepped back, when it can (park()).
+    const running = park && this.canKeepRunning(s) ? s.timeline : undefined;
+    if (running) running.setNext(null);
+    else await s.timeline.close();
     await this.deps.output.flush();
     await this.unpark();
-    if (park) this.park(s);
+    if (park) this.park(s, running);
+  }
+
+  /** The session's decode can be parked as it is: sound, still in the track it played, and the node holds that track. */
+  private canKeepRunning(s: Session): boolean {
+    const t = s.timeline;
+    return !this.closed && !t.error && t.inFirstTrack && s.writingEntry === t.decodingEntryId && (this.deps.holds?.(t.decodingTrack) ?? false);
   }
 
   /** The write loop of one session, paced by the output's back-pressure. */
