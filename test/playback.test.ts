@@ -196,7 +196,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
       assert.equal(ready?.parked, true, `${n.name}: resume not served by the parked decode: ${JSON.stringify(ready)}`);
     }
     // Every member told the hub it kept that decode, so the start went out with the prepares (no barrier).
-    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
     assert.equal(startedLog?.why, 'every member keeps the track decoded', `resume started after a barrier: ${JSON.stringify(startedLog)}`);
   });
 
@@ -215,7 +215,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     const g = await started(since);
     session = g.playback.session;
     assert.equal(g.playback.anchor!.positionMs, 14_000);
-    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
     assert.equal(startedLog?.why, 'every member keeps the track decoded', `resume after a paused seek started after a barrier: ${JSON.stringify(startedLog)}`);
     await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
     await assertInSync(g, 'resume after a paused seek');
@@ -236,7 +236,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     const g = await started(since);
     session = g.playback.session;
     assert.equal(g.playback.anchor!.positionMs, 0);
-    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
     assert.equal(startedLog?.why, 'every member has the start decoded', `the replay from the start waited for the barrier: ${JSON.stringify(startedLog)}`);
     for (const n of playing) {
       const ready = await waitFor(`${n.name} ready`, () => n.proc!.logs.find((l) => l.msg === 'ready' && l.session === session), 5000);
@@ -273,10 +273,46 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     await command('resume', { groupId });
     g = await started(since);
     session = g.playback.session;
-    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
     assert.equal(startedLog?.why, 'every member keeps the track decoded', `the resume waited for the barrier: ${JSON.stringify(startedLog)}`);
     await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
     await assertInSync(g, 'resume early in the track');
+  });
+
+  it('stopped a second into a track and played again: it starts at once, the cached start put in front of the decode each node parked at the stop, in sync, from frame 0', async () => {
+    let since = mark();
+    await command('seek', { groupId, seconds: 0 });
+    let g = await started(since);
+    session = g.playback.session;
+    const a = g.playback.entryId;
+    await waitFor('1.2 s played', () => monotonicMs() > g.playback.anchor!.hubMs + 1200, 10_000);
+    const playing = nodes.filter((x) => x.proc);
+    const logsBefore = playing.map((n) => n.proc!.logs.length);
+    since = mark();
+    await command('stop', { groupId });
+    await stateAfter(since, 'stopped', (s) => s.playback.state === 'stopped');
+    // The decode that played, stepped back a second: it starts inside the cached first 500 ms.
+    const parkedInStart = (n: (typeof nodes)[number], from: number) =>
+      n.proc!.logs.slice(from).some((l) => l.msg === 'kept decodes reported to the hub' && (l.spots as { entryId: number; fromMs: number }[]).some((k) => k.entryId === a && k.fromMs > 0 && k.fromMs < 500));
+    await waitFor('every node reports its decode parked inside the cached start', () => playing.every((n, i) => parkedInStart(n, logsBefore[i])), 10_000);
+    since = mark();
+    await command('play', { groupId });
+    g = await started(since);
+    session = g.playback.session;
+    assert.equal(g.playback.entryId, a);
+    assert.equal(g.playback.anchor!.positionMs, 0);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
+    assert.equal(startedLog?.why, 'every member has the start decoded', `the replay after a stop waited for the barrier: ${JSON.stringify(startedLog)}`);
+    for (const n of playing) {
+      const ready = await waitFor(`${n.name} ready`, () => n.proc!.logs.find((l) => l.msg === 'ready' && l.session === session), 5000);
+      assert.ok(ready.parked === true && ready.joined === true, `${n.name}: the replay did not continue the parked decode behind the cached start: ${JSON.stringify(ready)}`);
+    }
+    await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    await assertInSync(g, 'replay after a stop (cached start + parked decode)');
+    for (const n of playing) {
+      const first = Math.min(...framesOf(await readMeasure(n.measure), session!).keys());
+      assert.ok(first >= 0 && first <= 2, `${n.name}: the replay began at frame ${first}`);
+    }
   });
 
   it('seek moves every node to the new position, together; a node started mid-track joins in sync', async () => {
@@ -313,7 +349,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     const g = await started(since);
     session = g.playback.session;
     assert.equal(g.playback.entryId, b);
-    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
     assert.equal(startedLog?.why, 'every member has the start decoded', `next waited for the barrier: ${JSON.stringify(startedLog)}`);
     // b lasts 6 s; the nodes continue into c on their own.
     const cState = await stateAfter(since, 'c playing', (s) => s.playback.entryId === entries.get('c.ogg') && s.playback.session === session);
@@ -365,7 +401,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     const g = await started(since);
     session = g.playback.session;
     assert.equal(g.playback.entryId, d);
-    const startedLog = hub.proc.logs.find((l) => l.msg === 'session started' && l.session === session);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
     assert.equal(startedLog?.why, 'every member has the start decoded', `the resume into the queued track waited for the barrier: ${JSON.stringify(startedLog)}`);
     await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
     await assertInSync(g, 'resume into a track warmed while paused', d);

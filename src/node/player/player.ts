@@ -416,8 +416,9 @@ export class Player {
   }
 
   /** A parked decode of this track that covers startFrame, moved to it; undefined if none. All others are closed. */
-  private async unpark(track?: TrackRef, startFrame = 0): Promise<PcmTimeline | undefined> {
+  private async unpark(track?: TrackRef, startFrame = 0): Promise<{ timeline?: PcmTimeline; joined: boolean }> {
     let found: PcmTimeline | undefined;
+    let joined = false;
     for (const p of this.parked) {
       const t = p.timeline;
       const same = !found && track && p.track.entryId === track.entryId && p.track.contentId === track.contentId && !t.error && t.decodingEntryId === track.entryId;
@@ -427,12 +428,13 @@ export class Player {
       } else if (same && startFrame < t.headFrame && this.joinsStart(t, track, startFrame)) {
         // The cached start reaches the parked decode: together they play from startFrame.
         found = t;
+        joined = true;
       } else this.closing.push(t.close().catch(() => undefined));
     }
     this.parked = [];
     // Not awaited here: a decoder's exit is off the start's path (close() waits for them all).
     if (!track) await Promise.all(this.closing.splice(0));
-    return found;
+    return { timeline: found, joined };
   }
 
   /**
@@ -529,11 +531,12 @@ export class Player {
     const started = performance.now();
     const cpu = process.cpuUsage();
     const startFrame = Math.round((c.positionMs * this.rate) / 1000);
-    const reused = await this.unpark(c.track, startFrame);
+    const { timeline: reused, joined } = await this.unpark(c.track, startFrame);
     if (reused) reused.setNext(c.next, c.upcoming);
     // Parked decodes run aheadMs ahead already (they were decoding while nothing else was).
     const prestartMs = Math.max(this.options.prestartAheadMs, this.options.prerollMs);
-    const intro = !reused && startFrame < this.intros.frames && this.intros.has(c.track);
+    // From the cached start: seeded into a new decode, or put in front of a parked one (joined).
+    const intro = joined || (!reused && startFrame < this.intros.frames && this.intros.has(c.track));
     const timeline = reused ?? this.timeline(c.track, startFrame, c.next, c.upcoming, prestartMs);
     this.owners.set(timeline, c.session);
     const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
@@ -551,7 +554,7 @@ export class Player {
     s.ready = true;
     this.lastDelayMs = this.outputDelayMs();
     this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.lastDelayMs });
-    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, intro, prepareMs: Math.round(performance.now() - started), cpuMs: cpuMs(process.cpuUsage(cpu)), ...(clockWaitMs > 0 && { clockWaitMs }) }, 'ready');
+    this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, intro, ...(joined && { joined }), prepareMs: Math.round(performance.now() - started), cpuMs: cpuMs(process.cpuUsage(cpu)), ...(clockWaitMs > 0 && { clockWaitMs }) }, 'ready');
     // Tracks of another format coming up get a decoder readied now, off the start's critical path.
     for (const f of new Set([c.next, ...(c.upcoming ?? [])].filter((t) => t && t.format !== c.track.format).map((t) => t!.format))) this.deps.warmDecoder?.(f);
   }
