@@ -329,10 +329,10 @@ test('reopening keeps the index, and the use order', async (t) => {
   assert.deepEqual(await store.get(fresh.hash), fresh.data);
 });
 
-test('the chunk store tables live in the node database, in WAL mode', (t) => {
+test('the chunk store tables, the library mirror and the cached track starts live in the node database, in WAL mode', (t) => {
   const { db, dir } = setup(t);
   assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
   assert.ok(existsSync(join(dir, 'node.sqlite')));
   const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as { name: string }[]).map((r) => r.name);
-  assert.deepEqual(tables, ['chunks', 'entries', 'manifests', 'state']);
+  assert.deepEqual(tables, ['chunks', 'entries', 'intros', 'manifests', 'state']);
 });

@@ -415,4 +415,31 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     await new Promise((r) => setTimeout(r, 500));
     for (const r of await records()) assert.equal(r.filter((x) => x.trueMs > at + 200).length, 0);
   });
+
+  it('a node restarted keeps its cached track starts (on disk): the next play from the start still starts at once, in sync', async () => {
+    const n = nodes[0];
+    const entryId = state()!.playback.entryId;
+    assert.ok(n.proc!.logs.some((l) => l.msg === 'cached track starts reported to the hub'));
+    await n.proc!.stop();
+    n.proc = undefined;
+    await startNode(n);
+    await n.proc!.waitForLog('clock synced', 30_000);
+    // The hub cues a member that comes back; the node answers with the starts it has.
+    const reported = await n.proc!.waitForLog((l) => l.msg === 'cached track starts reported to the hub', 15_000);
+    assert.ok((reported.tracks as number) > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    const since = mark();
+    await command('play', { groupId });
+    const g = await started(since);
+    session = g.playback.session;
+    assert.equal(g.playback.entryId, entryId);
+    assert.equal(g.playback.anchor!.positionMs, 0);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
+    assert.equal(startedLog.why, 'every member has the start decoded', `the first play after a node restarted waited for the barrier: ${JSON.stringify(startedLog)}`);
+    const ready = await n.proc!.waitForLog((l) => l.msg === 'ready' && l.session === session, 5000);
+    assert.equal(ready.intro, true, `the restarted node did not start from its cached start: ${JSON.stringify(ready)}`);
+    await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    await assertInSync(g, 'first play after a node restart (cached start from disk)');
+    await command('stop', { groupId });
+  });
 });

@@ -16,6 +16,7 @@ import { ChunkStore } from './chunk-store.js';
 import { loadIdentity, type NodeIdentity } from './identity.js';
 import { LibraryMirror } from './library-mirror.js';
 import { LibrarySync, type SyncReport } from './library-sync.js';
+import { SqliteIntroStore } from './intro-store.js';
 import { openNodeDb } from './node-db.js';
 import { openDecoder, warmDecoder } from './decode/ffmpeg.js';
 import { selectOutput } from './output/select.js';
@@ -232,7 +233,7 @@ export class FireflyNode {
     );
     this.log.info({ output: output.kind, reason }, 'audio output');
     this.player = new Player(
-      { output, clock: this.clock, hubClock: this.hubClock, openDecoder, openTrack: this.tracks.open, send: (e) => this.agent.sendPlayerEvent(e), log: this.log.child({ module: 'player' }), holds: this.tracks.holds, warmDecoder: (f) => warmDecoder(f, PLAYBACK_FORMAT.sampleRate, PLAYBACK_FORMAT.channels) },
+      { output, clock: this.clock, hubClock: this.hubClock, openDecoder, openTrack: this.tracks.open, send: (e) => this.agent.sendPlayerEvent(e), log: this.log.child({ module: 'player' }), holds: this.tracks.holds, warmDecoder: (f) => warmDecoder(f, PLAYBACK_FORMAT.sampleRate, PLAYBACK_FORMAT.channels), introStore: new SqliteIntroStore(this.db, PLAYBACK_FORMAT.sampleRate, this.log.child({ module: 'player' })) },
       { ...DEFAULT_PLAYER, prerollMs: this.config.playback.prerollMs },
     );
     this.player.setVolume(this.agent.volume, this.agent.groupVolume);

@@ -4,7 +4,7 @@ import type { Logger } from '../../log.js';
 import type { NodeCommand, NodePlayback, PlayerEvent, TrackRef } from '../../protocol/schemas.js';
 import type { OpenDecoder } from '../decode/pcm.js';
 import type { AudioOutput } from '../output/output.js';
-import { IntroCache } from './intro-cache.js';
+import { IntroCache, type IntroStore } from './intro-cache.js';
 import { PcmTimeline, type OpenTrack } from './pcm-timeline.js';
 import { DEFAULT_SCHEDULER, Scheduler } from './scheduler.js';
 
@@ -76,6 +76,8 @@ export interface PlayerDeps {
   holds?: (track: TrackRef) => boolean;
   /** Readies a decoder for tracks of this format ahead of need (a spare ffmpeg). */
   warmDecoder?: (format: string) => void;
+  /** Keeps the cached track starts across restarts (the node's SQLite file); without it they live in memory only. */
+  introStore?: IntroStore;
 }
 
 /**
@@ -175,7 +177,7 @@ export class Player {
     this.rate = deps.output.sampleRate;
     this.channels = deps.output.channels;
     this.writeFrames = Math.max(1, Math.round((options.writeMs * this.rate) / 1000));
-    this.intros = new IntroCache(this.frames(options.introMs), this.channels, options.introMs > 0 ? options.introTracks : 0, () => this.reportIntrosSoon());
+    this.intros = new IntroCache(this.frames(options.introMs), this.channels, options.introMs > 0 ? options.introTracks : 0, () => this.reportIntrosSoon(), deps.introStore);
   }
 
   handle(command: PlayerCommand): void {

@@ -1,0 +1,82 @@
+import type { Logger } from '../log.js';
+import type { Intro, IntroStore } from './player/intro-cache.js';
+import { cached, type Db } from '../storage/sqlite.js';
+
+/** The node's cached track starts (see IntroCache), in its SQLite file: they survive a restart. */
+export const INTRO_STORE_SCHEMA = `
+  CREATE TABLE intros (
+    content_id TEXT PRIMARY KEY,
+    entry_id INTEGER NOT NULL,
+    rate INTEGER NOT NULL,
+    channels INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    pcm BLOB NOT NULL,
+    -- Eviction order: the next number on every use (a clock's ms would tie).
+    used_at INTEGER NOT NULL
+  );
+`;
+
+/**
+ * Keeps the intro cache in the node's SQLite file, so a node that restarts (an update, a
+ * power cut) still starts its recent tracks at once. Each row is one track's first
+ * frames as 16-bit PCM with the shape it was decoded at; rows of another shape (the
+ * output's rate or channels changed, or introMs) are dropped when loaded. A write that
+ * fails (a full disk) is logged and forgotten: the cache in memory goes on, playback never
+ * waits for it.
+ */
+export class SqliteIntroStore implements IntroStore {
+  private warned = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly rate: number,
+    private readonly log: Logger,
+  ) {}
+
+  load(frames: number, channels: number): Intro[] {
+    try {
+      cached(this.db, 'DELETE FROM intros WHERE rate != ? OR channels != ? OR frames != ? OR length(pcm) != ?').run(this.rate, channels, frames, frames * channels * 2);
+      const rows = cached(this.db, 'SELECT content_id, entry_id, pcm FROM intros ORDER BY used_at, content_id').all() as { content_id: string; entry_id: number; pcm: Buffer }[];
+      return rows.map((r) => ({ entryId: r.entry_id, contentId: r.content_id, pcm: new Int16Array(r.pcm.buffer.slice(r.pcm.byteOffset, r.pcm.byteOffset + r.pcm.byteLength)) }));
+    } catch (err) {
+      this.failed('read', err as Error);
+      return [];
+    }
+  }
+
+  put(intro: Intro, channels: number): void {
+    this.guard('write', () =>
+      cached(this.db, 'INSERT INTO intros (content_id, entry_id, rate, channels, frames, pcm, used_at) VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(used_at), 0) + 1 FROM intros)) ON CONFLICT(content_id) DO UPDATE SET entry_id = excluded.entry_id, rate = excluded.rate, channels = excluded.channels, frames = excluded.frames, pcm = excluded.pcm, used_at = excluded.used_at').run(
+        intro.contentId,
+        intro.entryId,
+        this.rate,
+        channels,
+        intro.pcm.length / channels,
+        Buffer.from(intro.pcm.buffer, intro.pcm.byteOffset, intro.pcm.byteLength),
+      ),
+    );
+  }
+
+  used(contentId: string, entryId: number): void {
+    this.guard('write', () => cached(this.db, 'UPDATE intros SET used_at = (SELECT coalesce(max(used_at), 0) + 1 FROM intros), entry_id = ? WHERE content_id = ?').run(entryId, contentId));
+  }
+
+  remove(contentId: string): void {
+    this.guard('write', () => cached(this.db, 'DELETE FROM intros WHERE content_id = ?').run(contentId));
+  }
+
+  private guard(what: string, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.failed(what, err as Error);
+    }
+  }
+
+  private failed(what: string, err: Error): void {
+    // Once per run: a full disk would otherwise log on every track.
+    if (this.warned) return this.log.debug({ err: err.message }, `cached track starts: ${what} failed`);
+    this.warned = true;
+    this.log.warn({ err: err.message }, `cached track starts could not be ${what === 'read' ? 'read from' : 'saved to'} the node's database; they are kept in memory only`);
+  }
+}
