@@ -39,6 +39,8 @@ export interface CommandToSoundOptions {
   resumes?: number;
   /** Rounds of `next` to a track not played before, after the resumes. */
   nexts?: number;
+  /** Seeks into the middle of a playing track (a barrier: nothing decoded there), last. */
+  seeks?: number;
 }
 
 const SIM = [
@@ -185,6 +187,18 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     note(`command-to-sound: starting a hub and ${count} nodes`);
     const nexts = options.nexts ?? Number(process.env.FIREFLY_BENCH_C2S_NEXTS ?? 4);
     r = await rig(count, 20, false, 2 + nexts);
+    // Nodes that have been up a little while hold the starts of the tracks they hold,
+    // decoded while idle (playback.prepareStarts): waited for, so the plays below are
+    // those of a system in use, not of one that started a second ago.
+    const preparing = performance.now();
+    await Promise.all(
+      r.nodes.map(async (n) => {
+        const pass = await n.proc.waitForLog((l) => l.msg === 'prepared the starts of held tracks' && (l.cached as number) >= 2 + nexts, 60_000);
+        // …and told the hub (the report follows the last change by 300 ms).
+        await n.proc.waitForLog((l) => l.msg === 'cached track starts reported to the hub' && (l.time as number) >= (pass.time as number) && (l.tracks as number) >= 2 + nexts, 10_000);
+      }),
+    );
+    const preparedMs = performance.now() - preparing;
     const all: number[] = [];
     const worst: number[] = [];
     // Where the time goes, from the hub's log: command → session prepared, the barrier, the start margin.
@@ -210,9 +224,10 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     const byStart = new Map<string, number[]>();
     const [a, b] = r.entryIds;
     const resumes = options.resumes ?? Number(process.env.FIREFLY_BENCH_C2S_RESUMES ?? 4);
-    const plays = rounds + resumes + nexts;
+    const seeks = options.seeks ?? Number(process.env.FIREFLY_BENCH_C2S_SEEKS ?? 2);
+    const plays = rounds + resumes + nexts + seeks;
     /** Sends the command, waits for the session it starts; when its start position played at each node (monotonic ms), less the frames a late node skipped. */
-    const measure = async (round: number, kind: 'play' | 'resume' | 'next', command: () => Promise<unknown>) => {
+    const measure = async (round: number, kind: 'play' | 'resume' | 'next' | 'seek', command: () => Promise<unknown>) => {
       const sentWall = Date.now();
       const sent = monotonicMs();
       await command();
@@ -273,6 +288,14 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       await r.command('stop', { groupId: r.groupId });
       await new Promise((res) => setTimeout(res, 300));
     }
+    // A seek while playing, into the middle of the track: no node has that spot decoded.
+    for (let i = 0; i < seeks; i++) {
+      await r.command('play', { groupId: r.groupId, entryId: i % 2 === 0 ? a : b });
+      await new Promise((res) => setTimeout(res, 1500));
+      await measure(rounds + resumes + nexts + i + 1, 'seek', () => r!.command('seek', { groupId: r!.groupId, seconds: 6 + i }));
+      await r.command('stop', { groupId: r.groupId });
+      await new Promise((res) => setTimeout(res, 300));
+    }
     await keepLogs('command-to-sound', [{ name: 'hub', proc: r.hub.proc }, ...r.nodes]);
     all.sort((a, b) => a - b);
     worst.sort((a, b) => a - b);
@@ -281,15 +304,16 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       xs.sort((a, b) => a - b);
       return t.row(label, ms(percentile(xs, 50)), ms(percentile(xs, 95)), ms(xs.at(-1) ?? NaN));
     };
-    const table = new Table(`Command-to-sound: ${count} nodes, ${2 + nexts} tracks held, ${rounds} plays, ${resumes} resumes, ${nexts} nexts`, ['', 'p50', 'p95', 'max'])
+    const table = new Table(`Command-to-sound: ${count} nodes, ${2 + nexts} tracks held, ${rounds} plays, ${resumes} resumes, ${nexts} nexts, ${seeks} seeks`, ['', 'p50', 'p95', 'max'])
       .row('first frame at each output', ms(percentile(all, 50)), ms(percentile(all, 95)), ms(all.at(-1)!))
       .row('first frame at the last output', ms(percentile(worst, 50)), ms(percentile(worst, 95)), ms(worst.at(-1)!));
     const kinds: [string, string][] = [
       ['play: all ready', 'play, after the barrier (not played since the nodes started)'],
-      ['play: every member has the start decoded', 'play, at once: its start cached (played before)'],
+      ['play: every member has the start decoded', 'play, at once: its start cached (played, or prepared while idle)'],
       ['play: every member keeps the track decoded', 'play, at once: kept decoded since it stopped'],
       ['resume: every member keeps the track decoded', 'resume, at once: kept decoded where it paused'],
       ['next: every member has the start decoded', 'next, at once: its start decoded while the one before played'],
+      ['seek: all ready', 'seek into the middle, after the barrier (nothing decoded there)'],
     ];
     for (const [key, label] of kinds) if (byStart.has(key)) row(table, `${label}, ${byStart.get(key)!.length / count}`, byStart.get(key)!);
     for (const [key, xs] of byStart) if (!kinds.some(([k]) => k === key)) row(table, `${key}, ${xs.length / count}`, xs);
@@ -297,7 +321,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     row(table, '  start barrier (all ready)', barrier);
     row(table, '  a node: prepare → ready (pre-roll decoded)', prepare);
     row(table, '  start margin (output delay + slack)', margin);
-    table.note(`the first play after the nodes started (nothing kept from an earlier play): ${firstPlay.toFixed(1)} ms at the last output`);
+    table.note(`the first play after the nodes started (its start prepared while idle; every node had the starts of the ${2 + nexts} tracks ${(preparedMs / 1000).toFixed(1)} s after the last one synced): ${firstPlay.toFixed(1)} ms at the last output`);
     table.note(`node-plays that began more than 1 ms into the track (the start came too late for the output, the first audio skipped): ${skipped.length} of ${plays * count}${skipped.length ? `, up to ${Math.max(...skipped.map((x) => x.ms)).toFixed(1)} ms (plays ${[...new Set(skipped.map((x) => x.round))].join(', ')})` : ''}`);
     if (missing > 0) table.note(`${missing} node-plays had no frame 1 s after the start (late joiners after the barrier timeout): left out of the first row, and their rounds out of the second`);
     return table

@@ -117,6 +117,8 @@ export const NODE_FLAGS: FlagBinding[] = [
   { flag: '--sim-corrupt-serving', path: ['sim', 'corruptServing'], kind: 'boolean', help: 'tests only: damage every chunk served to peers' },
   { flag: '--sim-stream-stall <ms>', path: ['sim', 'streamStallMs'], kind: 'number', help: 'tests only: hold back a track being streamed for this long once, past its beginning (a stalled link)' },
   { flag: '--sim-output-rate-error <ppm>', path: ['sim', 'outputRateErrorPpm'], kind: 'number', help: 'tests and benchmarks only: run the measurement output this many ppm fast (negative: slow)' },
+  { flag: '--start-cache-tracks <n>', path: ['playback', 'startCacheTracks'], kind: 'number', help: "tracks whose start the node keeps decoded on disk, so a play from the start needs no barrier (default 256, ~94 KiB each; 0 = none)" },
+  { flag: '--no-prepare-starts', path: ['playback', 'prepareStarts'], kind: 'boolean', help: 'do not decode the starts of held tracks while idle (only those played or coming up in the queue are cached)' },
   { flag: '--measure-file <file>', path: ['playback', 'measureFile'], kind: 'string', help: 'measurement output: record when frames play in this file (tests and benchmarks)' },
   { flag: '--log-level <level>', path: ['logLevel'], kind: 'string', help: 'fatal, error, warn, info, debug, trace or silent' },
   { flag: '--token <token>', path: ['security', 'token'], kind: 'string', help: "this node's credential from `firefly ctl credentials add-node` (prefer FIREFLY_TOKEN)" },

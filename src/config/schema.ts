@@ -245,6 +245,14 @@ export const nodeConfigSchema = z
       .object({
         /** Audio decoded before the node tells the hub it is ready (ms). */
         prerollMs: z.number().min(0).max(5000).default(200),
+        /**
+         * How many tracks' first 500 ms the node keeps decoded, in its data folder (about
+         * 94 KiB each at 48 kHz stereo: 256 is 23.4 MiB). A play of one from its start
+         * needs no start barrier. 0: none.
+         */
+        startCacheTracks: z.number().int().min(0).max(1024).default(256),
+        /** Decode the starts of the tracks the node holds while it is idle (up to startCacheTracks), so their first play starts at once too. */
+        prepareStarts: z.boolean().default(true),
         /** File where the measurement output records when frames play (JSON lines); tests and benchmarks. */
         measureFile: z.string().min(1).optional(),
       })

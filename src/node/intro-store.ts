@@ -33,19 +33,31 @@ export class SqliteIntroStore implements IntroStore {
     private readonly log: Logger,
   ) {}
 
-  load(frames: number, channels: number): Intro[] {
+  load(frames: number, channels: number): { entryId: number; contentId: string }[] {
     try {
       cached(this.db, 'DELETE FROM intros WHERE rate != ? OR channels != ? OR frames != ? OR length(pcm) != ?').run(this.rate, channels, frames, frames * channels * 2);
-      const rows = cached(this.db, 'SELECT content_id, entry_id, pcm FROM intros ORDER BY used_at, content_id').all() as { content_id: string; entry_id: number; pcm: Buffer }[];
-      return rows.map((r) => ({ entryId: r.entry_id, contentId: r.content_id, pcm: new Int16Array(r.pcm.buffer.slice(r.pcm.byteOffset, r.pcm.byteOffset + r.pcm.byteLength)) }));
+      const rows = cached(this.db, 'SELECT content_id, entry_id FROM intros ORDER BY used_at, content_id').all() as { content_id: string; entry_id: number }[];
+      return rows.map((r) => ({ entryId: r.entry_id, contentId: r.content_id }));
     } catch (err) {
       this.failed('read', err as Error);
       return [];
     }
   }
 
-  put(intro: Intro, channels: number): void {
-    this.guard('write', () =>
+  read(contentId: string): Int16Array | undefined {
+    try {
+      const row = cached(this.db, 'SELECT pcm FROM intros WHERE content_id = ?').get(contentId) as { pcm: Buffer } | undefined;
+      if (!row) return undefined;
+      // Copied out: an Int16Array needs an aligned buffer of its own.
+      return new Int16Array(row.pcm.buffer.slice(row.pcm.byteOffset, row.pcm.byteOffset + row.pcm.byteLength));
+    } catch (err) {
+      this.failed('read', err as Error);
+      return undefined;
+    }
+  }
+
+  put(intro: Intro, channels: number): boolean {
+    return this.guard('write', () =>
       cached(this.db, 'INSERT INTO intros (content_id, entry_id, rate, channels, frames, pcm, used_at) VALUES (?, ?, ?, ?, ?, ?, (SELECT coalesce(max(used_at), 0) + 1 FROM intros)) ON CONFLICT(content_id) DO UPDATE SET entry_id = excluded.entry_id, rate = excluded.rate, channels = excluded.channels, frames = excluded.frames, pcm = excluded.pcm, used_at = excluded.used_at').run(
         intro.contentId,
         intro.entryId,
@@ -58,18 +70,21 @@ export class SqliteIntroStore implements IntroStore {
   }
 
   used(contentId: string, entryId: number): void {
-    this.guard('write', () => cached(this.db, 'UPDATE intros SET used_at = (SELECT coalesce(max(used_at), 0) + 1 FROM intros), entry_id = ? WHERE content_id = ?').run(entryId, contentId));
+    void this.guard('write', () => cached(this.db, 'UPDATE intros SET used_at = (SELECT coalesce(max(used_at), 0) + 1 FROM intros), entry_id = ? WHERE content_id = ?').run(entryId, contentId));
   }
 
   remove(contentId: string): void {
-    this.guard('write', () => cached(this.db, 'DELETE FROM intros WHERE content_id = ?').run(contentId));
+    void this.guard('write', () => cached(this.db, 'DELETE FROM intros WHERE content_id = ?').run(contentId));
   }
 
-  private guard(what: string, work: () => void): void {
+  /** Runs a write; false (logged) if it failed. */
+  private guard(what: string, work: () => void): boolean {
     try {
       work();
+      return true;
     } catch (err) {
       this.failed(what, err as Error);
+      return false;
     }
   }
 

@@ -191,6 +191,21 @@ export class FireflyNode {
     warmDecoder(top[0], PLAYBACK_FORMAT.sampleRate, PLAYBACK_FORMAT.channels);
   }
 
+  /** The library's playable tracks, the newest entries first (one per content); the player checks which it holds. */
+  private libraryTracks(): TrackRef[] {
+    const seen = new Set<string>();
+    const out: TrackRef[] = [];
+    for (const e of this.mirror.entries().reverse()) {
+      if (e.status !== 'OK' || !e.contentId || !e.format) continue;
+      const contentId = e.contentId.toString('hex');
+      if (seen.has(contentId)) continue;
+      seen.add(contentId);
+      const seconds = e.metadata.durationSeconds;
+      out.push({ entryId: e.id, contentId, format: e.format, durationMs: typeof seconds === 'number' && Number.isFinite(seconds) ? seconds * 1000 : null });
+    }
+    return out;
+  }
+
   /** Where peers reach this node's chunk server: serve.advertiseHost, else the address it reaches the broker from. */
   serveAddress(): string | null {
     const port = this.chunkServer.boundPort;
@@ -218,6 +233,7 @@ export class FireflyNode {
     const loop = async () => {
       await this.syncOnce();
       this.warmCommonFormat();
+      this.player?.prepareStartsSoon();
       if (!this.stopped) this.timer = setTimeout(() => void loop(), this.config.sync.intervalSeconds * 1000);
     };
     void loop();
@@ -233,11 +249,12 @@ export class FireflyNode {
     );
     this.log.info({ output: output.kind, reason }, 'audio output');
     this.player = new Player(
-      { output, clock: this.clock, hubClock: this.hubClock, openDecoder, openTrack: this.tracks.open, send: (e) => this.agent.sendPlayerEvent(e), log: this.log.child({ module: 'player' }), holds: this.tracks.holds, warmDecoder: (f) => warmDecoder(f, PLAYBACK_FORMAT.sampleRate, PLAYBACK_FORMAT.channels), introStore: new SqliteIntroStore(this.db, PLAYBACK_FORMAT.sampleRate, this.log.child({ module: 'player' })) },
-      { ...DEFAULT_PLAYER, prerollMs: this.config.playback.prerollMs },
+      { output, clock: this.clock, hubClock: this.hubClock, openDecoder, openTrack: this.tracks.open, send: (e) => this.agent.sendPlayerEvent(e), log: this.log.child({ module: 'player' }), holds: this.tracks.holds, libraryTracks: () => this.libraryTracks(), nominalDelayMs: this.config.output.bufferMs, warmDecoder: (f) => warmDecoder(f, PLAYBACK_FORMAT.sampleRate, PLAYBACK_FORMAT.channels), introStore: new SqliteIntroStore(this.db, PLAYBACK_FORMAT.sampleRate, this.log.child({ module: 'player' })) },
+      { ...DEFAULT_PLAYER, prerollMs: this.config.playback.prerollMs, introTracks: this.config.playback.startCacheTracks, prepareStarts: this.config.playback.prepareStarts },
     );
     this.player.setVolume(this.agent.volume, this.agent.groupVolume);
     await this.agent.start();
+    this.player.prepareStartsSoon();
   }
 
   async stop(): Promise<void> {

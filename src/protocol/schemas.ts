@@ -275,7 +275,7 @@ export const playerEventSchema = z.discriminatedUnion('event', [
    */
   z.object({
     event: z.literal('intros'),
-    intros: z.array(z.object({ entryId, contentId: contentIdHex })).max(64),
+    intros: z.array(z.object({ entryId, contentId: contentIdHex })).max(1024),
     outputDelayMs: z.number().nonnegative().max(10_000),
   }),
 ]);

@@ -176,6 +176,7 @@ class FfmpegPcmReader implements PcmReader {
   private wake?: () => void;
   /** What this reader's ffmpeg was started with, so closing it can leave a spare behind. */
   private spareArgs?: { bin: string; args: string[] };
+  private readonly background: boolean;
 
   constructor(
     private readonly bytes: Readable,
@@ -183,6 +184,7 @@ class FfmpegPcmReader implements PcmReader {
     private readonly settings: FfmpegDecoderOptions,
   ) {
     this.format = options.format;
+    this.background = options.background ?? false;
     this.sampleRate = options.sampleRate;
     this.channels = options.channels;
     this.frameBytes = 2 * options.channels;
@@ -218,8 +220,9 @@ class FfmpegPcmReader implements PcmReader {
     }
     const args = ffmpegArgs(this.format, input, this.sampleRate, this.channels);
     const bin = this.settings.ffmpeg ?? 'ffmpeg';
-    if (input === 'pipe:0') this.spareArgs = { bin, args };
-    const child = input === 'pipe:0' ? spares.take(bin, args) : spawnFfmpeg(bin, args);
+    const spare = input === 'pipe:0' && !this.background;
+    if (spare) this.spareArgs = { bin, args };
+    const child = spare ? spares.take(bin, args) : spawnFfmpeg(bin, args);
     this.child = child;
     child.on('error', (err) => this.fail(`could not run ffmpeg (${err.message}); install Debian's ffmpeg package`));
     child.stderr.setEncoding('utf8');

@@ -25,6 +25,12 @@ export interface DecodeOptions {
    * it (a truncated file often decodes "cleanly" up to the cut) is reported as an error.
    */
   durationSeconds?: number;
+  /**
+   * Decoded off the play path (a track's start cached ahead of need): a decoder made for
+   * the purpose, leaving the ones kept ready for plays alone (no spare ffmpeg taken or
+   * started again for it).
+   */
+  background?: boolean;
 }
 
 /** Opens a decoder over a track's bytes (a stream from the chunk store). */

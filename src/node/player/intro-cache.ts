@@ -8,11 +8,21 @@ export interface Intro {
   pcm: Int16Array;
 }
 
+/** An entry of the cache: with a store, its PCM stays on disk until a play asks for it. */
+interface Entry {
+  entryId: number;
+  contentId: string;
+  pcm?: Int16Array;
+}
+
 /** Where the cache keeps its entries across restarts (the node's SQLite file); every call is best effort. */
 export interface IntroStore {
-  /** The kept starts of exactly this shape, least recently used first. */
-  load(frames: number, channels: number): Intro[];
-  put(intro: Intro, channels: number): void;
+  /** The kept starts of exactly this shape, least recently used first (without their PCM: read() has it). */
+  load(frames: number, channels: number): { entryId: number; contentId: string }[];
+  /** One start's frames; undefined if it is gone or unreadable. */
+  read(contentId: string): Int16Array | undefined;
+  /** Keeps it; false if that failed (it then stays in memory). */
+  put(intro: Intro, channels: number): boolean;
   /** The start was played (it moves to the end of the eviction order); under this entry id now. */
   used(contentId: string, entryId: number): void;
   remove(contentId: string): void;
@@ -27,34 +37,46 @@ export interface IntroStore {
  * start with the prepare instead of waiting for the barrier.
  *
  * Keyed by content (the same bytes decode to the same frames); the most recently used
- * `max` tracks (500 ms of 48 kHz stereo is 96 KiB), in memory and, given a store, on disk
- * too: a node that restarts has them again at once.
+ * `max` tracks (500 ms of 48 kHz stereo is 94 KiB). Given a store, on disk only (read back
+ * when a play needs one, well under a millisecond): a node that restarts has them again at
+ * once, and a large cache costs no memory. Without one, in memory.
  */
 export class IntroCache {
-  private readonly entries = new Map<string, Intro>();
+  private readonly entries = new Map<string, Entry>();
 
   constructor(
     /** Frames per intro. */
     readonly frames: number,
     private readonly channels: number,
-    private readonly max: number,
+    readonly max: number,
     /** The set of tracks changed (one added, one evicted). */
     private readonly changed: () => void,
     private readonly store?: IntroStore,
   ) {
     if (!store || max <= 0) return;
-    for (const intro of store.load(frames, channels)) this.entries.set(intro.contentId, intro);
+    for (const { entryId, contentId } of store.load(frames, channels)) this.entries.set(contentId, { entryId, contentId });
     this.evict();
+  }
+
+  get size(): number {
+    return this.entries.size;
   }
 
   /** The cached start of this track, or undefined; counts as a use. */
   get(track: TrackRef): Int16Array | undefined {
     const intro = this.entries.get(track.contentId);
     if (!intro) return undefined;
+    const pcm = intro.pcm ?? this.store?.read(track.contentId);
     this.entries.delete(track.contentId);
+    if (!pcm || pcm.length !== this.frames * this.channels) {
+      // Gone from the disk under us (or unreadable): not cached after all.
+      this.store?.remove(track.contentId);
+      this.changed();
+      return undefined;
+    }
     this.entries.set(track.contentId, { ...intro, entryId: track.entryId });
     this.store?.used(track.contentId, track.entryId);
-    return intro.pcm;
+    return pcm;
   }
 
   has(track: TrackRef): boolean {
@@ -67,10 +89,15 @@ export class IntroCache {
     const had = this.entries.get(track.contentId);
     this.entries.delete(track.contentId);
     const intro = { entryId: track.entryId, contentId: track.contentId, pcm };
-    this.entries.set(track.contentId, intro);
-    // The same start decoded again (a replay from 0) is the same frames: no write for it.
-    if (!had) this.store?.put(intro, this.channels);
-    else this.store?.used(track.contentId, track.entryId);
+    let entry: Entry = intro;
+    if (this.store) {
+      // The same start decoded again (a replay from 0) is the same frames: no write for it.
+      const onDisk = had ? had.pcm === undefined : this.store.put(intro, this.channels);
+      if (had) this.store.used(track.contentId, track.entryId);
+      // With a store the frames live on disk; in memory only where writing them failed.
+      if (onDisk) entry = { entryId: track.entryId, contentId: track.contentId };
+    }
+    this.entries.set(track.contentId, entry);
     this.evict();
     if (!had || had.entryId !== track.entryId) this.changed();
   }

@@ -33,6 +33,8 @@ export interface PcmTimelineOptions {
    * instead of starting a decoder afresh there. 0: none kept.
    */
   keepFrames?: number;
+  /** Decoded off the play path (see DecodeOptions.background). */
+  background?: boolean;
 }
 
 /** Bytes of a track, fetched first if the node lacks some of them. */
@@ -295,6 +297,7 @@ export class PcmTimeline {
             channels,
             startFrame: nextTrackFrame,
             durationSeconds: track.durationMs === null ? undefined : track.durationMs / 1000,
+            ...(this.options.background && { background: true }),
           });
           this.intro = nextTrackFrame === 0 && this.options.onIntro && (this.options.introFrames ?? 0) > 0 ? { track, parts: [], frames: 0 } : undefined;
         }

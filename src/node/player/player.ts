@@ -48,14 +48,25 @@ export interface PlayerOptions {
    */
   introMs: number;
   introTracks: number;
+  /**
+   * While idle, decode the starts of the tracks the node holds (deps.libraryTracks) into the
+   * cache, up to introTracks, so even a track's first play starts at once.
+   */
+  prepareStarts: boolean;
 }
 
-export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40, aheadMs: 3000, prestartAheadMs: 500, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000, clockWaitMs: 5000, introMs: 500, introTracks: 32 };
+export const DEFAULT_PLAYER: PlayerOptions = { prerollMs: 200, heldPrerollMs: 40, aheadMs: 3000, prestartAheadMs: 500, writeMs: 10, dropOutMs: 250, rejoinMarginMs: 2000, clockWaitMs: 5000, introMs: 500, introTracks: 256, prepareStarts: true };
 
-/** The cached starts are reported this long after the last change (ms): a play's gapless run adds several in a row. */
+/** The cached starts are reported this long after the last change (ms): a play's gapless run adds several in a row… */
 const INTROS_REPORT_DELAY_MS = 300;
+/** …but no later than this after the first change not reported (ms): the idle pass over held tracks adds one every few hundred ms. */
+const INTROS_REPORT_MAX_WAIT_MS = 2000;
 /** At most this many are reported (the protocol's limit). */
-const INTROS_MAX = 64;
+const INTROS_MAX = 1024;
+/** The idle pass over held tracks begins this long after the node became idle or its holdings changed (ms)… */
+const PREPARE_DELAY_MS = 3000;
+/** …and rests this long between two tracks (ms), so it never takes a core for long. */
+const PREPARE_PAUSE_MS = 150;
 /** The start of this many tracks coming up is decoded ahead while a session plays (the protocol's next + upcoming). */
 const WARM_TRACKS = 5;
 /** …beginning this long after the session's start (ms, plus up to 1 s at random): off the start's path. */
@@ -78,6 +89,14 @@ export interface PlayerDeps {
   warmDecoder?: (format: string) => void;
   /** Keeps the cached track starts across restarts (the node's SQLite file); without it they live in memory only. */
   introStore?: IntroStore;
+  /**
+   * The output's delay as configured (its buffer, ms): what the node reports before it
+   * has played anything (an idle device reads short), so the hub's start at once leaves
+   * it room from the first play on.
+   */
+  nominalDelayMs?: number;
+  /** The library's playable tracks, the most wanted first: the idle pass (prepareStarts) decodes the starts of those the node holds. */
+  libraryTracks?: () => TrackRef[];
 }
 
 /**
@@ -130,6 +149,8 @@ interface Session {
   outSince?: number;
   /** The output's underrun count at the last write. */
   underruns?: number;
+  /** The largest device delay while it played (frames). */
+  maxDelayFrames?: number;
 }
 
 /**
@@ -158,8 +179,13 @@ export class Player {
   private closing: Promise<unknown>[] = [];
   /** Which session a timeline's errors belong to (a parked timeline changes hands). */
   private readonly owners = new WeakMap<PcmTimeline, string>();
-  /** The output delay the last ready reported (ms): the device idles between sessions, and its delay then reads short. */
-  private lastDelayMs = 0;
+  /**
+   * The largest delay the device had while the last session played (ms, without the
+   * latency offset; before any, the configured buffer): the delay the node reports. Read at a moment the device idles (between sessions, or at a
+   * ready that comes at once from a kept decode) it is short, and the hub's start at once
+   * then left too little room: 8 nodes on 2 cores skipped up to 42 ms of a start.
+   */
+  private deviceDelayMs = 0;
   /** Serialises commands: a stop must not overtake the prepare it cancels. */
   private chain: Promise<void> = Promise.resolve();
   /** The starts of recently played tracks, decoded. */
@@ -169,6 +195,9 @@ export class Player {
   private warmList: TrackRef[] = [];
   private warmTimer?: NodeJS.Timeout;
   private warming?: Promise<void>;
+  private prepareTimer?: NodeJS.Timeout;
+  /** When the first change to the cached starts not yet reported happened (performance.now()). */
+  private introsChangedAt?: number;
 
   constructor(
     private readonly deps: PlayerDeps,
@@ -177,6 +206,8 @@ export class Player {
     this.rate = deps.output.sampleRate;
     this.channels = deps.output.channels;
     this.writeFrames = Math.max(1, Math.round((options.writeMs * this.rate) / 1000));
+    // The configured buffer, and the block being written on top of it.
+    this.deviceDelayMs = deps.nominalDelayMs === undefined ? 0 : deps.nominalDelayMs + options.writeMs;
     this.intros = new IntroCache(this.frames(options.introMs), this.channels, options.introMs > 0 ? options.introTracks : 0, () => this.reportIntrosSoon(), deps.introStore);
   }
 
@@ -210,6 +241,7 @@ export class Player {
     this.closed = true;
     clearTimeout(this.introsTimer);
     clearTimeout(this.warmTimer);
+    clearTimeout(this.prepareTimer);
     await this.chain;
     await this.warming;
     await this.end();
@@ -325,7 +357,7 @@ export class Player {
     return Math.round((ms * this.rate) / 1000);
   }
 
-  private timeline(track: TrackRef, startFrame: number, next: TrackRef | null, upcoming: readonly TrackRef[] | undefined, aheadMs = this.options.aheadMs): PcmTimeline {
+  private timeline(track: TrackRef, startFrame: number, next: TrackRef | null, upcoming: readonly TrackRef[] | undefined, aheadMs = this.options.aheadMs, background = false): PcmTimeline {
     const seed = startFrame < this.intros.frames ? this.intros.get(track) : undefined;
     const timeline: PcmTimeline = new PcmTimeline(
       track,
@@ -342,6 +374,7 @@ export class Player {
         introFrames: this.intros.frames,
         onIntro: (t, pcm) => this.intros.add(t, pcm),
         keepFrames: this.frames(PARK_BEFORE_MS + KEEP_SLACK_MS),
+        background,
       },
       (entryId, message) => {
         const session = this.owners.get(timeline);
@@ -391,30 +424,87 @@ export class Player {
       const track = this.warmList.shift()!;
       if (this.intros.has(track) || !this.deps.holds?.(track)) continue;
       const started = performance.now();
-      const timeline = this.timeline(track, 0, null, [], this.options.introMs + KEPT_END_MS);
-      try {
-        while (!this.closed && this.session === s && !timeline.error && !timeline.finished && !this.intros.has(track) && performance.now() - started < WARM_WAIT_MS) {
-          let timer: NodeJS.Timeout | undefined;
-          await Promise.race([timeline.whenMoreData(), new Promise<void>((r) => (timer = setTimeout(r, 250)))]);
-          clearTimeout(timer);
-        }
-      } finally {
-        await timeline.close().catch(() => undefined);
-      }
+      await this.decodeStart(track, s);
       this.deps.log.info({ entryId: track.entryId, cached: this.intros.has(track), ms: Math.round(performance.now() - started) }, 'decoded the start of a track coming up');
     }
+  }
+
+  /** Decodes the start of a track into the cache; gives up when `s` is no longer the session (a play began, say), or after WARM_WAIT_MS. */
+  private async decodeStart(track: TrackRef, s: Session | undefined): Promise<void> {
+    const started = performance.now();
+    // Its own ffmpeg: the spares stay for plays, and no refill forks one later, when a play may be starting.
+    const timeline = this.timeline(track, 0, null, [], this.options.introMs + KEPT_END_MS, true);
+    try {
+      while (!this.closed && this.session === s && !timeline.error && !timeline.finished && !this.intros.has(track) && performance.now() - started < WARM_WAIT_MS) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([timeline.whenMoreData(), new Promise<void>((r) => (timer = setTimeout(r, 250)))]);
+        clearTimeout(timer);
+      }
+    } finally {
+      await timeline.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * The tracks the node holds changed (a sync finished), or it became idle: soon, if it is
+   * still idle then, decode the starts of held tracks not cached yet (prepareStarts).
+   */
+  prepareStartsSoon(delayMs = PREPARE_DELAY_MS): void {
+    if (!this.options.prepareStarts || !this.deps.libraryTracks || this.closed || this.intros.frames === 0 || this.intros.max === 0) return;
+    clearTimeout(this.prepareTimer);
+    this.prepareTimer = setTimeout(() => {
+      this.prepareTimer = undefined;
+      // Busy (a session, or the starts of what comes up being decoded): again later.
+      if (this.session || this.warming || this.warmTimer) return this.prepareStartsSoon();
+      this.warming = this.prepareStarts()
+        .catch((err: Error) => this.deps.log.debug({ err: err.message }, 'preparing the starts of held tracks failed'))
+        .finally(() => {
+          this.warming = undefined;
+          if (this.warmList.length > 0) this.warmIntrosSoon();
+        });
+    }, delayMs);
+    this.prepareTimer.unref();
+  }
+
+  /**
+   * The idle pass: the starts of held tracks not cached yet, one at a time with a rest
+   * between, while the cache has room (a start that was played is never evicted for one
+   * decoded on spec). Stops the moment a session begins, or the hub names tracks coming
+   * up (those come first), and goes on when the node is idle again.
+   */
+  private async prepareStarts(): Promise<void> {
+    const started = performance.now();
+    let done = 0;
+    let stopped = false;
+    for (const track of this.deps.libraryTracks!()) {
+      if (this.intros.size >= this.intros.max) break;
+      if (this.closed || this.session || this.warmList.length > 0) {
+        stopped = true;
+        break;
+      }
+      if (this.intros.has(track) || !this.deps.holds?.(track)) continue;
+      await this.decodeStart(track, undefined);
+      if (this.intros.has(track)) done++;
+      await new Promise((r) => setTimeout(r, PREPARE_PAUSE_MS));
+    }
+    if (done > 0) this.deps.log.info({ tracks: done, cached: this.intros.size, max: this.intros.max, ms: Math.round(performance.now() - started), stopped }, 'prepared the starts of held tracks');
+    if (stopped && !this.closed) this.prepareStartsSoon();
   }
 
   /** Tells the hub, a moment after the last change, which tracks' starts this node has decoded. */
   private reportIntrosSoon(): void {
     clearTimeout(this.introsTimer);
     if (this.closed) return;
+    const now = performance.now();
+    this.introsChangedAt ??= now;
+    const delay = Math.max(0, Math.min(INTROS_REPORT_DELAY_MS, this.introsChangedAt + INTROS_REPORT_MAX_WAIT_MS - now));
     this.introsTimer = setTimeout(() => {
+      this.introsChangedAt = undefined;
       const intros = this.intros.list().slice(-INTROS_MAX);
       if (intros.length === 0 || this.closed) return;
-      this.deps.send({ event: 'intros', intros, outputDelayMs: Math.min(10_000, Math.max(this.lastDelayMs, this.outputDelayMs())) });
+      this.deps.send({ event: 'intros', intros, outputDelayMs: this.reportedDelayMs() });
       this.deps.log.info({ tracks: intros.length }, 'cached track starts reported to the hub');
-    }, INTROS_REPORT_DELAY_MS);
+    }, delay);
   }
 
   /** A parked decode of this track that covers startFrame, moved to it; undefined if none. All others are closed. */
@@ -483,7 +573,7 @@ export class Player {
       const back = running && running.decodingEntryId === spot.track.entryId && running.decodingTrack.contentId === spot.track.contentId ? running.headFrame - spot.frame : -1;
       // A session shorter than PARK_BEFORE_MS goes back to its first frame at most: enough
       // if that is before the audible position (what the hub resumes at).
-      const audible = s.positionFrames - this.frames(this.lastDelayMs + KEEP_SLACK_MS);
+      const audible = s.positionFrames - this.frames(this.reportedDelayMs() + KEEP_SLACK_MS);
       if (running && back >= 0 && (back <= running.rewindableFrames || (spot.frame > 0 && running.headFrame - running.rewindableFrames <= audible))) {
         running.rewind(back);
         this.parked.push({ track: spot.track, timeline: running });
@@ -522,7 +612,7 @@ export class Player {
           return { entryId: p.track.entryId, contentId: p.track.contentId, fromMs, toMs: Math.max(fromMs, Math.floor(((t.headFrame + t.bufferedFrames) * 1000) / this.rate) - KEPT_END_MS) };
         });
       if (spots.length === 0) return;
-      this.deps.send({ event: 'kept', spots, outputDelayMs: Math.min(10_000, Math.max(this.lastDelayMs, this.outputDelayMs())) });
+      this.deps.send({ event: 'kept', spots, outputDelayMs: this.reportedDelayMs() });
       this.deps.log.info({ spots }, 'kept decodes reported to the hub');
       // Everything decoded there is to decode (short tracks): nothing more to say.
       if (list.every((p) => p.timeline.finished || p.timeline.error)) return;
@@ -554,8 +644,7 @@ export class Player {
     const clockWaitMs = await this.clockSynced(s);
     if (this.session !== s) return;
     s.ready = true;
-    this.lastDelayMs = this.outputDelayMs();
-    this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.lastDelayMs });
+    this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.reportedDelayMs() });
     this.deps.log.info({ session: s.id, entryId: c.track.entryId, positionMs: c.positionMs, held, parked: reused !== undefined, intro, ...(joined && { joined }), prepareMs: Math.round(performance.now() - started), cpuMs: cpuMs(process.cpuUsage(cpu)), ...(clockWaitMs > 0 && { clockWaitMs }) }, 'ready');
     // Tracks of another format coming up get a decoder readied now, off the start's critical path.
     for (const f of new Set([c.next, ...(c.upcoming ?? [])].filter((t) => t && t.format !== c.track.format).map((t) => t!.format))) this.deps.warmDecoder?.(f);
@@ -572,14 +661,15 @@ export class Player {
     return waited;
   }
 
-  /** The device's delay as the write loop keeps it (silence keeps it full while waiting), plus the latency offset. */
-  private outputDelayMs(): number {
-    return Math.max(0, (this.deps.output.delayFrames() * 1000) / this.rate + this.latencyMs);
+  /** What the node tells the hub its output delay is: the largest the device had while playing (or has now), plus the latency offset. */
+  private reportedDelayMs(): number {
+    const frames = Math.max(this.deps.output.delayFrames(), this.session?.maxDelayFrames ?? 0);
+    return Math.min(10_000, Math.max(0, Math.max(this.deviceDelayMs, (frames * 1000) / this.rate) + this.latencyMs));
   }
 
   /** Tells the hub where this node's session has got to: the track playing (and when it began), and whether it ran out. */
   private report(s: Session): void {
-    if (s.ready && !s.scheduler) this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.outputDelayMs() });
+    if (s.ready && !s.scheduler) this.deps.send({ event: 'ready', session: s.id, outputDelayMs: this.reportedDelayMs() });
     if (s.scheduler && s.writingEntry !== undefined && s.writingStart !== undefined) {
       this.deps.send({ event: 'track', session: s.id, entryId: s.writingEntry, startHubMs: s.scheduler.hubTimeOf(s.writingStart) });
     }
@@ -598,6 +688,7 @@ export class Player {
     await this.loop;
     this.loop = undefined;
     this.owners.delete(s.timeline);
+    if (s.maxDelayFrames) this.deviceDelayMs = (s.maxDelayFrames * 1000) / this.rate;
     // A stop or pause keeps the session's own decode, stepped back, when it can (park()).
     const running = park && this.canKeepRunning(s) ? s.timeline : undefined;
     if (running) running.setNext(null);
@@ -605,6 +696,8 @@ export class Player {
     await this.deps.output.flush();
     await this.unpark();
     if (park) this.park(s, running);
+    // Idle now: the pass over held tracks' starts may go on (it waits a few seconds first).
+    this.prepareStartsSoon();
   }
 
   /** The session's decode can be parked as it is: sound, still in the track it played, and the node holds that track. */
@@ -637,7 +730,9 @@ export class Player {
           if (s.underruns !== undefined && underruns > s.underruns) scheduler.gap();
           s.underruns = underruns;
         }
-        const d = scheduler.decide({ localNowMs: clock.now(), delayFrames: output.delayFrames(), nextFrame: s.timeline.headFrame, latencyMs: this.latencyMs }, this.writeFrames);
+        const delayFrames = output.delayFrames();
+        if (delayFrames > (s.maxDelayFrames ?? 0)) s.maxDelayFrames = delayFrames;
+        const d = scheduler.decide({ localNowMs: clock.now(), delayFrames, nextFrame: s.timeline.headFrame, latencyMs: this.latencyMs }, this.writeFrames);
         const c = d.correction;
         if (c.kind === 'drop' && c.frames > 1) this.deps.log.debug({ session: s.id, errorFrames: Math.round(d.errorFrames), correction: c }, 'hard re-sync');
         if (c.kind === 'silence') {

@@ -1,0 +1,96 @@
+/**
+ * Held tracks' starts decoded while idle: nodes that hold the library decode the first
+ * 500 ms of each track in the background, so even a track's first play starts at once
+ * (no start barrier), in sync, from frame 0.
+ */
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { monotonicMs } from '../src/clock/local-clock.js';
+import type { GroupState } from '../src/protocol/schemas.js';
+import { makeTrack } from './helpers/audio.js';
+import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
+import { agreement, framesOf, readMeasure } from './helpers/measure.js';
+import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
+
+const RATE = 48000;
+/** Loose on purpose (a loaded 2-core CI machine); the benchmark measures the real figure. */
+const BOUND_MS = 2;
+const SETTLE_MS = 1500;
+
+describe('prepared starts: the first play of a held track starts at once', () => {
+  let broker: BrokerAccess;
+  let hub: HubProcess;
+  let observer: Observer;
+  let groupId: number;
+  const entries = new Map<string, number>();
+  const nodes: { name: string; proc: FireflyProcess; measure: string }[] = [];
+
+  before(async () => {
+    broker = await embeddedBroker();
+    const library = await tempDir('firefly-music-');
+    await makeTrack(join(library, 'a.flac'), { format: 'flac', seconds: 6, seed: 11, title: 'A' });
+    await makeTrack(join(library, 'b.mp3'), { format: 'mp3', seconds: 6, seed: 12, title: 'B' });
+    await makeTrack(join(library, 'c.ogg'), { format: 'ogg', seconds: 6, seed: 13, title: 'C' });
+    hub = await startControlHub(broker, { library });
+    for (const e of await ctlLibrary(hub.grpc)) entries.set(e.path, e.id);
+    assert.equal(entries.size, 3);
+    observer = await new Observer(broker).connect();
+    await observer.subscribe(`${broker.prefix}/group/+/state`, `${broker.prefix}/node/+/heartbeat`);
+    for (const [name, offset, skew] of [['porch', 2.5, 80], ['attic', -4, -60]] as const) {
+      const measure = join(await tempDir('firefly-measure-'), 'frames.jsonl');
+      const { proc } = await startControlNode(broker, hub, {
+        name,
+        extraArgs: ['--serve-host', '127.0.0.1', '--serve-port', '0', '--output', 'measure', '--measure-file', measure, `--sim-clock-offset=${offset}`, `--sim-clock-skew=${skew}`, '--output-buffer', '50'],
+      });
+      nodes.push({ name, proc, measure });
+    }
+    await waitFor('nodes known to the hub', async () => (await ctl(broker, ['nodes', '--json'])).trim().split('\n').length >= 2);
+    const created = JSON.parse(await ctl(broker, ['group', 'create', 'Loft', ...nodes.map((n) => n.name), '--json'])) as GroupState;
+    groupId = created.groupId;
+    await observer.clocksSynced();
+  });
+
+  after(async () => {
+    await observer?.close();
+    await cleanup();
+  });
+
+  it('every node decodes the starts of the tracks it holds while idle and tells the hub; a first play then needs no barrier', async () => {
+    for (const n of nodes) {
+      // Held tracks are taken newest first, so one pass covers all three.
+      const pass = await n.proc.waitForLog((l) => l.msg === 'prepared the starts of held tracks' && (l.cached as number) >= 3, 60_000);
+      const report = await n.proc.waitForLog((l) => l.msg === 'cached track starts reported to the hub' && (l.time as number) >= (pass.time as number) - 2500 && (l.tracks as number) >= 3, 10_000);
+      assert.ok(report);
+    }
+    // Nothing has played: the cache holds only what the idle pass decoded.
+    for (const n of nodes) assert.equal(n.proc.logs.filter((l) => l.msg === 'ready').length, 0);
+    await new Promise((r) => setTimeout(r, 300));
+    const b = entries.get('b.mp3')!;
+    const since = observer.messages.length;
+    await observer.command('play', { groupId, entryId: b });
+    const g = await observer.after<GroupState>(since, observer.topics.groupState(groupId), 'a started session', (s) => s.playback.anchor !== null && s.playback.state === 'playing', 15_000);
+    const session = g.playback.session!;
+    assert.equal(g.playback.entryId, b);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === session, 5000);
+    assert.equal(startedLog.why, 'every member has the start decoded', `the first play of a held track waited for the barrier: ${JSON.stringify(startedLog)}`);
+    for (const n of nodes) {
+      const ready = await n.proc.waitForLog((l) => l.msg === 'ready' && l.session === session, 5000);
+      assert.equal(ready.intro, true, `${n.name} did not start from the prepared start: ${JSON.stringify(ready)}`);
+    }
+    await waitFor('3 s of playback', () => monotonicMs() > g.playback.anchor!.hubMs + 3000, 10_000);
+    const perNode = await Promise.all(nodes.map(async (n) => framesOf(await readMeasure(n.measure), session, b)));
+    const a = agreement(perNode, g.playback.anchor!.hubMs + SETTLE_MS);
+    assert.ok(a.compared >= 10, `only ${a.compared} frames to compare`);
+    assert.ok(a.maxSpreadMs <= BOUND_MS, `nodes disagree by up to ${a.maxSpreadMs.toFixed(3)} ms (bound ${BOUND_MS})`);
+    for (const [i, frames] of perNode.entries()) {
+      const first = Math.min(...frames.keys());
+      assert.ok(first >= 0 && first <= 2, `${nodes[i].name}: the first play began at frame ${first}`);
+      // On schedule: frame f plays at anchor + f / rate (hub time is true time here).
+      let worst = 0;
+      for (const [frame, trueMs] of frames) if (trueMs >= g.playback.anchor!.hubMs + SETTLE_MS) worst = Math.max(worst, Math.abs(trueMs - (g.playback.anchor!.hubMs + (frame * 1000) / RATE)));
+      assert.ok(worst <= BOUND_MS, `${nodes[i].name} plays up to ${worst.toFixed(3)} ms off the schedule`);
+    }
+    await observer.command('stop', { groupId });
+  });
+});
