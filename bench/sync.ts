@@ -5,10 +5,11 @@
  *   sound cards run ±50 ppm off, the clock exchange through a proxy adding 0–20 ms of
  *   random one-way delay; one track on repeat. Per minute: how far apart the nodes play
  *   the same frame (p50/p99/max), and the time until they converge.
- * - benchCommandToSound: 8 nodes holding two tracks; from a play command (or a resume
- *   after a pause) to the first frame at every output (p50/p95), split by how the hub
- *   started it (after the barrier, or at once). FIREFLY_BENCH_C2S_ROUNDS plays (13),
- *   FIREFLY_BENCH_C2S_RESUMES resumes (4), FIREFLY_BENCH_C2S_NEXTS nexts (4).
+ * - benchCommandToSound: 8 nodes holding the tracks, once each has decoded their starts
+ *   while idle; from a play command (or a resume, a next, a seek) to the first frame at
+ *   every output (p50/p95), split by how the hub started it (after the barrier, or at
+ *   once). FIREFLY_BENCH_C2S_ROUNDS plays (13), FIREFLY_BENCH_C2S_RESUMES resumes (4),
+ *   FIREFLY_BENCH_C2S_NEXTS nexts (4), FIREFLY_BENCH_C2S_SEEKS seeks (2).
  *
  * True time is the machine's monotonic clock, which every process reads underneath.
  */
