@@ -14,15 +14,16 @@ export const INTRO_STORE_SCHEMA = `
     -- Eviction order: the next number on every use (a clock's ms would tie).
     used_at INTEGER NOT NULL
   );
+  CREATE INDEX intros_used_at ON intros (used_at);
 `;
 
 /**
  * Keeps the intro cache in the node's SQLite file, so a node that restarts (an update, a
  * power cut) still starts its recent tracks at once. Each row is one track's first
  * frames as 16-bit PCM with the shape it was decoded at; rows of another shape (the
- * output's rate or channels changed, or introMs) are dropped when loaded. A write that
- * fails (a full disk) is logged and forgotten: the cache in memory goes on, playback never
- * waits for it.
+ * output's rate or channels changed, or introMs) are dropped when loaded; a play reads
+ * its row back. A write that fails (a full disk) is logged once and that start stays in
+ * memory instead: playback never waits for the disk.
  */
 export class SqliteIntroStore implements IntroStore {
   private warned = false;

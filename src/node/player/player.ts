@@ -181,9 +181,10 @@ export class Player {
   private readonly owners = new WeakMap<PcmTimeline, string>();
   /**
    * The largest delay the device had while the last session played (ms, without the
-   * latency offset; before any, the configured buffer): the delay the node reports. Read at a moment the device idles (between sessions, or at a
-   * ready that comes at once from a kept decode) it is short, and the hub's start at once
-   * then left too little room: 8 nodes on 2 cores skipped up to 42 ms of a start.
+   * latency offset; before any, the configured buffer): the delay the node reports.
+   * Read at a moment the device idles (between sessions, or at a ready that comes at once
+   * from a kept decode) it is short, and the hub's start at once then left too little
+   * room: 8 nodes on 2 cores skipped up to 42 ms of a start.
    */
   private deviceDelayMs = 0;
   /** Serialises commands: a stop must not overtake the prepare it cancels. */
