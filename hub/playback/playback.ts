@@ -1,7 +1,7 @@
 import type { Logger } from '../../src/log.js';
 import { monotonicMs } from '../../src/clock/local-clock.js';
 import { cached, type Db } from '../../src/storage/sqlite.js';
-import { parsePayload, playerEventSchema, type GroupPlayback, type GroupQueue, type NodeCommand, type PlaybackError } from '../../src/protocol/schemas.js';
+import { parsePayload, playerEventSchema, type GroupPlayback, type GroupQueue, type NodeCommand, type PlaybackError, type PlayerEvent } from '../../src/protocol/schemas.js';
 import type { Catalogue } from '../library/catalogue.js';
 import type { ControlChannel, IncomingMessage } from '../control/channel.js';
 import { CommandError, type CommandRouter } from '../control/commands.js';
@@ -34,6 +34,8 @@ export class Playback implements PlaybackDirectory {
   /** Resolves `play {playlistId}`; absent until a playlist module registers. */
   playlists?: PlaylistDirectory;
   private readonly coordinators = new Map<number, SyncCoordinator>();
+  /** Each online node's last 'intros' report (the starts it keeps decoded), group or none. */
+  private readonly lastIntros = new Map<number, Extract<PlayerEvent, { event: 'intros' }>>();
 
   constructor(
     private readonly db: Db,
@@ -181,7 +183,13 @@ export class Playback implements PlaybackDirectory {
 
   membershipChanged(nodeId: number, from: number | null, to: number | null): void {
     if (from !== null && from !== to) this.coordinators.get(from)?.memberGone(nodeId, this.registry.isOnline(nodeId));
-    if (to !== null && from !== to && this.registry.isOnline(nodeId)) this.coordinator(to).memberOnline(nodeId);
+    if (to !== null && from !== to && this.registry.isOnline(nodeId)) {
+      const g = this.coordinator(to);
+      g.memberOnline(nodeId);
+      // Its cached starts did not change with its group: the new group knows them at once.
+      const intros = this.lastIntros.get(nodeId);
+      if (intros) g.onPlayerEvent(nodeId, intros);
+    }
   }
 
   groupDeleted(groupId: number): void {
@@ -259,12 +267,15 @@ export class Playback implements PlaybackDirectory {
   }
 
   private readonly onOnline = (node: { nodeId: number }) => {
+    // A node that (re)started reports its cached starts again after the welcome.
+    this.lastIntros.delete(node.nodeId);
     const groupId = this.groups.groupIdOfNode(node.nodeId);
     if (groupId !== null) this.coordinator(groupId).memberOnline(node.nodeId);
     else this.sendOutput(node.nodeId);
   };
 
   private readonly onOffline = (node: { nodeId: number }) => {
+    this.lastIntros.delete(node.nodeId);
     const groupId = this.groups.groupIdOfNode(node.nodeId);
     if (groupId !== null) this.coordinators.get(groupId)?.memberGone(node.nodeId, false);
   };
@@ -276,6 +287,8 @@ export class Playback implements PlaybackDirectory {
     if (!parsed.ok) return this.channel.error(message.topic, parsed.code, `player event: ${parsed.message}`, null, parsed.issues);
     const nodeId = this.registry.idOf(where.uuid);
     if (nodeId === undefined) return;
+    // Kept whatever the node's group (none yet, say): a group it joins later gets them.
+    if (parsed.value.event === 'intros') this.lastIntros.set(nodeId, parsed.value);
     const groupId = this.groups.groupIdOfNode(nodeId);
     if (groupId === null) return;
     this.coordinator(groupId).onPlayerEvent(nodeId, parsed.value);

@@ -159,6 +159,7 @@ export class FireflyNode {
     this.agent.on('welcome', (welcome) => {
       this.swarmToken = welcome.swarmToken;
       this.holdings.snapshot();
+      this.player?.reportIntros();
     });
     // The group's current and next track: pinned, and what prefetch 'queue' fetches.
     this.agent.on('player', (command) => {

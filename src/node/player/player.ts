@@ -492,6 +492,11 @@ export class Player {
     if (stopped && !this.closed) this.prepareStartsSoon();
   }
 
+  /** The hub welcomed this node (it joined, or the hub restarted): it hears the cached starts again, whatever its group's queue holds. */
+  reportIntros(): void {
+    this.reportIntrosSoon();
+  }
+
   /** Tells the hub, a moment after the last change, which tracks' starts this node has decoded. */
   private reportIntrosSoon(): void {
     clearTimeout(this.introsTimer);
