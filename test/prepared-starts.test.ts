@@ -33,8 +33,11 @@ describe('prepared starts: the first play of a held track starts at once', () =>
     await makeTrack(join(library, 'b.mp3'), { format: 'mp3', seconds: 6, seed: 12, title: 'B' });
     await makeTrack(join(library, 'c.ogg'), { format: 'ogg', seconds: 6, seed: 13, title: 'C' });
     hub = await startControlHub(broker, { library });
-    for (const e of await ctlLibrary(hub.grpc)) entries.set(e.path, e.id);
-    assert.equal(entries.size, 3);
+    // All three indexed: a file written just before the hub started waits to settle, and may come in after the first scan's log line.
+    await waitFor('three tracks indexed', async () => {
+      for (const e of await ctlLibrary(hub.grpc)) entries.set(e.path, e.id);
+      return entries.size === 3;
+    }, 30_000);
     observer = await new Observer(broker).connect();
     await observer.subscribe(`${broker.prefix}/group/+/state`, `${broker.prefix}/node/+/heartbeat`);
     for (const [name, offset, skew] of [['porch', 2.5, 80], ['attic', -4, -60]] as const) {
