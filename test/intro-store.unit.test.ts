@@ -45,6 +45,8 @@ test('cached track starts survive a restart: the same tracks, the same samples, 
   assert.ok(cache.get(track(1)));
   cache.add(track(4), pcmOf(4));
   assert.deepEqual(cache.list().map((i) => i.entryId), [3, 1, 4]);
+  // Uses are written later, together; a node's player writes them as it stops.
+  cache.close();
   db.close();
 
   db = openNodeDb(dir);
@@ -52,8 +54,9 @@ test('cached track starts survive a restart: the same tracks, the same samples, 
   cache = new IntroCache(FRAMES, CHANNELS, 3, () => undefined, new SqliteIntroStore(db, RATE, log));
   assert.deepEqual(cache.list().map((i) => i.entryId), [3, 1, 4], 'the same starts, in the same order, after a restart');
   for (const n of [1, 3, 4]) assert.deepEqual(cache.get(track(n)), pcmOf(n), `track ${n}: the same samples`);
-  // Those were uses too: 1, 3, 4 is the order now.
+  // Those were uses too: 1, 3, 4 is the order now (written as the cache closes).
   assert.equal(cache.has(track(2)), false);
+  cache.close();
 
   // A smaller cache keeps the most recent; another shape (introMs changed) keeps nothing.
   const fewer = new IntroCache(FRAMES, CHANNELS, 2, () => undefined, new SqliteIntroStore(db, RATE, log));
@@ -63,7 +66,7 @@ test('cached track starts survive a restart: the same tracks, the same samples, 
   assert.equal((db.prepare('SELECT count(*) AS n FROM intros').get() as { n: number }).n, 0, 'starts of the old shape are gone from the file');
 });
 
-test('a database that fails (closed, full) leaves the cache working in memory, with one warning', (t) => {
+test('a database that fails (here closed under it, as a full disk would fail a write) leaves the cache working in memory, with one warning', (t) => {
   const dir = tempData(t);
   const { log, lines } = recorder();
   const db = openNodeDb(dir);

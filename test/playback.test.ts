@@ -14,7 +14,7 @@ import type { GroupState } from '../src/protocol/schemas.js';
 import type { CommandName } from '../src/protocol/topics.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { agreement, frameZeroMs, framesOf, readMeasure, type MeasureRecord } from './helpers/measure.js';
+import { agreement, frameZeroMs, framesOf, readMeasure, scheduleError, type MeasureRecord } from './helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
 
 const RATE = 48000;
@@ -72,11 +72,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     assert.ok(a.maxSpreadMs <= BOUND_MS, `${label}: nodes disagree by up to ${a.maxSpreadMs.toFixed(3)} ms (bound ${BOUND_MS})`);
     // And at the right position: frame f plays at anchor.hubMs + (f/rate − anchor position), hub time being true time.
     for (const [i, frames] of perNode.entries()) {
-      let worst = 0;
-      for (const [frame, trueMs] of frames) {
-        if (trueMs < anchor.hubMs + SETTLE_MS) continue;
-        worst = Math.max(worst, Math.abs(trueMs - (anchor.hubMs + (frame * 1000) / RATE - anchor.positionMs)));
-      }
+      const worst = scheduleError(frames, anchor, RATE, anchor.hubMs + SETTLE_MS);
       assert.ok(worst <= BOUND_MS, `${label}: node ${nodes[i].name} plays up to ${worst.toFixed(3)} ms off the schedule`);
     }
     process.stderr.write(`${label}: ${a.compared} frames compared, spread p50 ${a.spreads[a.spreads.length >> 1].toFixed(3)} ms, max ${a.maxSpreadMs.toFixed(3)} ms\n`);

@@ -16,7 +16,7 @@ import { monotonicMs } from '../src/clock/local-clock.js';
 import type { GroupState } from '../src/protocol/schemas.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { agreement, framesOf, readMeasure } from './helpers/measure.js';
+import { agreement, framesOf, readMeasure, scheduleError } from './helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
 
 const RATE = 48000;
@@ -137,8 +137,7 @@ describe('streaming start: a member whose stream stalls drops out and rejoins in
     const a = agreement(perNode, backAt);
     assert.ok(a.compared > 50, `only ${a.compared} frames after the rejoin to compare`);
     assert.ok(a.maxSpreadMs <= BOUND_MS, `after the rejoin the nodes disagree by up to ${a.maxSpreadMs.toFixed(3)} ms`);
-    let worst = 0;
-    for (const [frame, trueMs] of perNode[2]) if (trueMs >= backAt) worst = Math.max(worst, Math.abs(trueMs - (anchor.hubMs + (frame * 1000) / RATE - anchor.positionMs)));
+    const worst = scheduleError(perNode[2], anchor, RATE, backAt);
     assert.ok(worst <= BOUND_MS, `study plays up to ${worst.toFixed(3)} ms off the schedule after rejoining`);
     process.stderr.write(`falling behind: after the rejoin ${a.compared} frames compared, spread max ${a.maxSpreadMs.toFixed(3)} ms; study off schedule by at most ${worst.toFixed(3)} ms\n`);
   });

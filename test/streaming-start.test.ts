@@ -17,7 +17,7 @@ import { monotonicMs } from '../src/clock/local-clock.js';
 import type { GroupState } from '../src/protocol/schemas.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { agreement, framesOf, readMeasure } from './helpers/measure.js';
+import { agreement, framesOf, readMeasure, scheduleError } from './helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess, type LogLine } from './helpers/processes.js';
 
 const RATE = 48000;
@@ -176,11 +176,7 @@ describe('streaming start: a track no member holds (hub upload capped, nodes wit
     assert.ok(a.compared >= expected - 10, `only ${a.compared} frames present on every node to compare (about ${expected} expected)`);
     assert.ok(a.maxSpreadMs <= BOUND_MS, `nodes disagree by up to ${a.maxSpreadMs.toFixed(3)} ms (bound ${BOUND_MS}): ${JSON.stringify(summary)}`);
     for (const [i, frames] of perNode.entries()) {
-      let worst = 0;
-      for (const [frame, trueMs] of frames) {
-        if (trueMs < settledAt) continue;
-        worst = Math.max(worst, Math.abs(trueMs - (anchor.hubMs + (frame * 1000) / RATE - anchor.positionMs)));
-      }
+      const worst = scheduleError(frames, anchor, RATE, settledAt);
       assert.ok(worst <= BOUND_MS, `${nodes[i].name} plays up to ${worst.toFixed(3)} ms off the schedule`);
     }
     process.stderr.write(`streaming start: ${a.compared} frames compared, spread p50 ${a.spreads[a.spreads.length >> 1].toFixed(3)} ms, max ${a.maxSpreadMs.toFixed(3)} ms\n`);

@@ -66,6 +66,17 @@ export function agreement(nodes: readonly Map<number, number>[], fromTrueMs = -I
   return { compared: spreads.length, maxSpreadMs: spreads.at(-1) ?? NaN, spreads };
 }
 
+/**
+ * How far a node played off the group's schedule (ms, the worst frame from `fromTrueMs`
+ * on): frame f belongs at anchor.hubMs + f / rate − anchor.positionMs, hub time being the
+ * machine's (true) time in these tests.
+ */
+export function scheduleError(frames: ReadonlyMap<number, number>, anchor: { hubMs: number; positionMs: number }, rate: number, fromTrueMs = -Infinity): number {
+  let worst = 0;
+  for (const [frame, trueMs] of frames) if (trueMs >= fromTrueMs) worst = Math.max(worst, Math.abs(trueMs - (anchor.hubMs + (frame * 1000) / rate - anchor.positionMs)));
+  return worst;
+}
+
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];

@@ -247,6 +247,7 @@ export class Player {
     await this.warming;
     await this.end();
     await this.unpark();
+    this.intros.close();
     await this.deps.output.close();
   }
 
