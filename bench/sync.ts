@@ -223,6 +223,8 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
      * started each play (its log says why).
      */
     const byStart = new Map<string, number[]>();
+    /** Each play command's round, for the note on the slowest ones: where its time went. */
+    const playRounds: { round: number; lastMs: number; toPrepareMs: number; marginMs: number; why: string }[] = [];
     const [a, b] = r.entryIds;
     const resumes = options.resumes ?? Number(process.env.FIREFLY_BENCH_C2S_RESUMES ?? 4);
     const seeks = options.seeks ?? Number(process.env.FIREFLY_BENCH_C2S_SEEKS ?? 2);
@@ -251,7 +253,8 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       const logs = r!.hub.proc.logs;
       const prepared = logs.find((l) => l.msg === 'session prepared' && l.session === g.playback.session);
       const startedLog = logs.find((l) => l.msg === 'session started' && l.session === g.playback.session);
-      if (prepared) toPrepare.push((prepared.time as number) - sentWall);
+      const toPrepareMs = prepared ? (prepared.time as number) - sentWall : NaN;
+      if (prepared) toPrepare.push(toPrepareMs);
       for (const n of r!.nodes) {
         const ready = n.proc.logs.find((l) => l.msg === 'ready' && l.session === g.playback.session);
         if (ready) prepare.push(ready.prepareMs as number);
@@ -266,6 +269,7 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       const why = String(startedLog?.why ?? 'unknown');
       const key = `${kind}: ${why}`;
       byStart.set(key, [...(byStart.get(key) ?? []), ...lat]);
+      if (kind === 'play') playRounds.push({ round, lastMs: Math.max(...lat), toPrepareMs, marginMs: Number(startedLog?.marginMs ?? NaN), why });
     };
     for (let i = 0; i < rounds; i++) {
       const entryId = i === 0 ? a : Math.floor(i / 2) % 2 === 0 ? a : b;
@@ -327,6 +331,12 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
     row(table, '  start margin (output delay + slack)', margin);
     table.note(`the first play after the nodes started (its start prepared while idle; every node had the starts of the ${2 + nexts} tracks ${(preparedMs / 1000).toFixed(1)} s after the last one synced): ${firstPlay.toFixed(1)} ms at the last output`);
     table.note(`node-plays that began more than 1 ms into the track (the start came too late for the output, the first audio skipped): ${skipped.length} of ${plays * count}${skipped.length ? `, up to ${Math.max(...skipped.map((x) => x.ms)).toFixed(1)} ms (plays ${[...new Set(skipped.map((x) => x.round))].join(', ')})` : ''}`);
+    const slowest = [...playRounds].sort((x, y) => y.lastMs - x.lastMs).slice(0, 2);
+    table.note(
+      `the slowest play commands (at the last output; command → hub prepared + start margin; the rest passed between the hub's two log lines): ${slowest
+        .map((x) => `play ${x.round} ${x.lastMs.toFixed(1)} ms (${x.toPrepareMs} + ${x.marginMs} ms, ${x.why})`)
+        .join('; ')}`,
+    );
     if (missing > 0) table.note(`${missing} node-plays had no frame 1 s after the start (late joiners after the barrier timeout): left out of the first row, and their rounds out of the second`);
     return table
       .note('from the play command published over MQTT to the first frame played by the measurement outputs (goal p95 ≤ 150 ms)')

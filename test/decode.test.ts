@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { DecodeError, ffmpegDecoder, openDecoder } from '../src/node/decode/ffmpeg.js';
@@ -206,6 +206,29 @@ test('close() stops a decode whose input never ends, and reads after it return n
   assert.equal(await pending, null);
   assert.equal(await reader.read(10), null);
   assert.ok(stalled.destroyed);
+});
+
+test('decoders run below the node: every ffmpeg it starts is 10 nicer than the node (or at 19)', async () => {
+  const flac = await readFile(files.get('flac')!);
+  const stalled = new Readable({ read() {} });
+  stalled.push(flac.subarray(0, 30_000));
+  const reader = openDecoder(stalled, { format: 'flac', sampleRate: RATE, channels: 2, startFrame: 0 });
+  try {
+    assert.ok(await reader.read(1000));
+    // This process's ffmpeg children (the decode and any spares), from /proc.
+    const children: number[] = [];
+    for (const name of await readdir('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+      const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
+      if (m && m[1] === 'ffmpeg' && Number(m[2]) === process.pid) children.push(Number(name));
+    }
+    assert.ok(children.length > 0, 'found the decoding ffmpeg');
+    const want = Math.min(19, getPriority() + 10);
+    for (const pid of children) assert.equal(getPriority(pid), want, `ffmpeg ${pid} runs at niceness ${want}`);
+  } finally {
+    await reader.close();
+  }
 });
 
 test('m4a tracks are spooled to a temp file and it is removed on close', async () => {

@@ -141,6 +141,59 @@ describe('PcmTimeline', () => {
     }
   });
 
+  it('holds the decoder after a cached start until released or the start runs low (openBelowFrames), then plays on sample for sample', async () => {
+    const dir = await tempDir('firefly-timeline-');
+    const file = join(dir, 'held.flac');
+    await makeTone(file, { format: 'flac', seconds: 1.5, sampleRate: 44100, frequency: 389 });
+    const ref: TrackRef = { entryId: 1, contentId: '5e'.repeat(32), format: 'flac', durationMs: 1500 };
+    const introFrames = RATE / 2;
+    const below = Math.round(RATE * 0.3);
+    let opens = 0;
+    const open = async () => (opens++, createReadStream(file));
+    let intro: Int16Array | undefined;
+    const options = (seed?: Int16Array, openBelowFrames?: number) => ({ sampleRate: RATE, channels: 2, aheadFrames: RATE * 4, readFrames: 4096, seed, introFrames, onIntro: (_t: TrackRef, pcm: Int16Array) => (intro = pcm), ...(openBelowFrames !== undefined && { openBelowFrames }) });
+    const collect = async (timeline: PcmTimeline, parts: Int16Array[]) => {
+      await drain(timeline, 960, (block) => parts.push(block.pcm.slice()));
+      await timeline.close();
+      const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) all.set(p, at), (at += p.length);
+      return all;
+    };
+    const plain = await collect(new PcmTimeline(ref, 0, null, open, openDecoder, options(), () => undefined), []);
+    assert.ok(intro);
+    opens = 0;
+
+    // Not released: opens once fewer than `below` frames of the start are left.
+    const low = new PcmTimeline(ref, 0, null, open, openDecoder, options(intro, below), () => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(opens, 0, 'nothing opened while the cached start is long enough');
+    assert.ok(low.holding);
+    const parts: Int16Array[] = [];
+    while (low.bufferedFrames - 960 >= below) parts.push(low.take(960)!.pcm.slice());
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(opens, 0, `still held with ${low.bufferedFrames} frames left (≥ ${below})`);
+    parts.push(low.take(960)!.pcm.slice());
+    const got = await collect(low, parts);
+    assert.equal(opens, 1, 'opened once the start ran low');
+    assert.equal(got.length, plain.length);
+    assert.ok(got.every((v, i) => v === plain[i]), `held then opened: the same samples as a plain decode (first difference at ${got.findIndex((v, i) => v !== plain[i])})`);
+
+    // Released: opens at once, before anything was taken.
+    opens = 0;
+    const released = new PcmTimeline(ref, 0, null, open, openDecoder, options(intro, below), () => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(opens, 0);
+    released.release();
+    assert.equal(released.holding, false, 'released: no longer held');
+    const more = released.whenMoreData();
+    await more;
+    assert.equal(opens, 1, 'released: opened with the whole start still buffered');
+    assert.ok(released.bufferedFrames > introFrames, 'decoded past the cached start without anything taken');
+    const all = await collect(released, []);
+    assert.ok(all.length === plain.length && all.every((v, i) => v === plain[i]), 'released: the same samples as a plain decode');
+  });
+
   it('steps back over the frames it handed out (a stop parks the running decode), and takes a cached start in front, sample for sample', async () => {
     const dir = await tempDir('firefly-timeline-');
     const file = join(dir, 'back.flac');

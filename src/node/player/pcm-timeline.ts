@@ -35,6 +35,13 @@ export interface PcmTimelineOptions {
   keepFrames?: number;
   /** Decoded off the play path (see DecodeOptions.background). */
   background?: boolean;
+  /**
+   * With a seed: open the decoder only once release() is called or fewer than this many
+   * seeded frames are left to take, whichever comes first. The seed carries the start
+   * meanwhile, so reading the track's chunks and starting a decoder stay out of the
+   * moment the session starts. Undefined: the decoder opens at once.
+   */
+  openBelowFrames?: number;
 }
 
 /** Bytes of a track, fetched first if the node lacks some of them. */
@@ -71,6 +78,8 @@ export class PcmTimeline {
   private historyFrames = 0;
   /** The decoder moved on from the first track (timeline frames are no longer its track frames). */
   private crossed = false;
+  /** The decoder waits to open (openBelowFrames) until release() or the seed runs low. */
+  private held = false;
 
   constructor(
     first: TrackRef,
@@ -93,6 +102,7 @@ export class PcmTimeline {
       this.buffered = seedFrames - startFrame;
       this.decodedTo = seedFrames;
       this.current.nextTrackFrame = seedFrames;
+      this.held = options.openBelowFrames !== undefined;
     }
     void this.pump();
   }
@@ -123,6 +133,18 @@ export class PcmTimeline {
   /** The track the head of the timeline belongs to. */
   get headEntryId(): number {
     return this.blocks[0]?.entryId ?? this.current.track.entryId;
+  }
+
+  /** The decoder is waiting to open (see openBelowFrames). */
+  get holding(): boolean {
+    return this.held && !this.decoder && !this.closed;
+  }
+
+  /** Lets a held decoder open now (see openBelowFrames). */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.kick();
   }
 
   /** Decode at most this far ahead from now on (frames). */
@@ -283,8 +305,10 @@ export class PcmTimeline {
     const { channels, sampleRate } = this.options;
     try {
       while (!this.closed) {
-        // Opened even with the buffer full: a seeded start plays while the decoder opens.
-        if (!this.decoder && !this.finished) {
+        // Opened even with the buffer full: a seeded start plays while the decoder opens
+        // (once released, or once the seed runs low: openBelowFrames).
+        if (this.held && this.buffered < (this.options.openBelowFrames ?? 0)) this.held = false;
+        if (!this.decoder && !this.finished && !this.held) {
           const { track, nextTrackFrame } = this.current;
           const bytes = await this.openTrack(track);
           if (this.closed) {

@@ -130,6 +130,16 @@ const KEPT_END_MS = 100;
 const CUE_BEFORE_MS = 10;
 /** A parked decode still short of that after this long is not reported (ms). */
 const KEPT_REPORT_WAIT_MS = 5000;
+/**
+ * A session started from a cached start opens its decoder for what follows once its
+ * first frame is written, or once less than this much of the cached start is left to
+ * write (ms; the start is introMs long), whichever comes first. Opening it with the
+ * prepare (reading the track's chunks, checking their hashes, starting ffmpeg) made
+ * 8 nodes on 2 cores do ~12 ms of CPU each in the 120 ms before the start instant,
+ * while the hub was still handing out the start messages: starts then reached nodes up
+ * to 90 ms after the hub sent them and some skipped their first audio.
+ */
+const SEED_OPEN_BELOW_MS = 300;
 
 interface Session {
   id: string;
@@ -359,7 +369,7 @@ export class Player {
     return Math.round((ms * this.rate) / 1000);
   }
 
-  private timeline(track: TrackRef, startFrame: number, next: TrackRef | null, upcoming: readonly TrackRef[] | undefined, aheadMs = this.options.aheadMs, background = false): PcmTimeline {
+  private timeline(track: TrackRef, startFrame: number, next: TrackRef | null, upcoming: readonly TrackRef[] | undefined, aheadMs = this.options.aheadMs, background = false, holdDecoder = false): PcmTimeline {
     const seed = startFrame < this.intros.frames ? this.intros.get(track) : undefined;
     const timeline: PcmTimeline = new PcmTimeline(
       track,
@@ -377,6 +387,7 @@ export class Player {
         onIntro: (t, pcm) => this.intros.add(t, pcm),
         keepFrames: this.frames(PARK_BEFORE_MS + KEEP_SLACK_MS),
         background,
+        ...(holdDecoder && { openBelowFrames: this.frames(SEED_OPEN_BELOW_MS) }),
       },
       (entryId, message) => {
         const session = this.owners.get(timeline);
@@ -636,7 +647,8 @@ export class Player {
     const prestartMs = Math.max(this.options.prestartAheadMs, this.options.prerollMs);
     // From the cached start: seeded into a new decode, or put in front of a parked one (joined).
     const intro = joined || (!reused && startFrame < this.intros.frames && this.intros.has(c.track));
-    const timeline = reused ?? this.timeline(c.track, startFrame, c.next, c.upcoming, prestartMs);
+    // A new decode after the cached start opens once the session's first frame is written (SEED_OPEN_BELOW_MS).
+    const timeline = reused ?? this.timeline(c.track, startFrame, c.next, c.upcoming, prestartMs, false, intro);
     this.owners.set(timeline, c.session);
     const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
     this.session = s;
@@ -784,6 +796,8 @@ export class Player {
         s.positionFrames = block.trackFrame;
         scheduler.wrote(block.pcm.length / this.channels);
         await output.write(pcm, { session: s.id, trackFrame, entryId: block.entryId });
+        // The start is written: the decoder for what follows the cached start may open now.
+        if (s.timeline.holding) s.timeline.release();
       }
     } catch (err) {
       this.deps.log.error({ err, session: s.id }, 'output failed');
