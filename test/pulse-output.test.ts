@@ -28,10 +28,11 @@ const havePulse = pulseInstalled();
 
 test('PulseAudio output: a decoded tone reaches the null sink, with a plausible delay', { skip: havePulse ? false : 'pulseaudio or parec is not installed (apt-get install pulseaudio pulseaudio-utils)' }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ff-pulse-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
   const pa = await startPulse(dir);
-  t.after(() => {
-    pa.daemon.kill('SIGTERM');
+  // The daemon first, then its folder (it writes there as it exits).
+  t.after(async () => {
+    await pa.stop();
+    await rm(dir, { recursive: true, force: true });
   });
   // Our client finds the cookie the way libpulse does.
   const savedCookie = process.env.PULSE_COOKIE;
@@ -113,10 +114,11 @@ test('PulseAudio output: a decoded tone reaches the null sink, with a plausible 
 
 test('PulseAudio output: flush drops what is queued', { skip: havePulse ? false : 'pulseaudio is not installed' }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ff-pulse-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
   const pa = await startPulse(dir);
-  t.after(() => {
-    pa.daemon.kill('SIGTERM');
+  // The daemon first, then its folder (it writes there as it exits).
+  t.after(async () => {
+    await pa.stop();
+    await rm(dir, { recursive: true, force: true });
   });
   process.env.PULSE_COOKIE = pa.env.PULSE_COOKIE;
   t.after(() => {

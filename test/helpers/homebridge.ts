@@ -103,9 +103,8 @@ export class Bridge {
   /** Writes the storage folder and starts Homebridge. */
   static async start(options: BridgeOptions = {}): Promise<Bridge> {
     const storage = options.storage ?? (await tempDir('firefly-homebridge-'));
-    const pluginDir = join(storage, '..', `${storage.split('/').pop()}-plugins`);
-    await mkdir(pluginDir, { recursive: true });
-    await rm(join(pluginDir, 'homebridge-firefly'), { force: true });
+    // Homebridge finds the plugin in a folder of its own (removed with the other temp folders; rm does not follow the link).
+    const pluginDir = await tempDir('firefly-homebridge-plugins-');
     await symlink(REPO_ROOT, join(pluginDir, 'homebridge-firefly'));
     const port = options.port ?? (await freePort());
     const username = options.username ?? randomMac();

@@ -4,6 +4,7 @@
  * reading a node's store back after it exited.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
@@ -41,6 +42,15 @@ const tempDirs = new Set<string>();
 // Last resort: never leave a hub running when the test process goes away.
 process.once('exit', () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  // …nor a temp folder: files whose tests call no cleanup(), or made theirs after it ran.
+  if (process.env.FIREFLY_TEST_KEEP) return;
+  for (const d of tempDirs) {
+    try {
+      rmSync(d, { recursive: true, force: true, maxRetries: 2 });
+    } catch {
+      // A process killed just now may still be writing there; nothing more to do at exit.
+    }
+  }
 });
 
 export async function tempDir(prefix = 'firefly-test-'): Promise<string> {

@@ -11,7 +11,16 @@ export function pulseInstalled(): boolean {
 }
 
 /** A private PulseAudio daemon with one null sink, ff1, authenticating by a cookie of our own. */
-export async function startPulse(dir: string): Promise<{ daemon: ChildProcess; env: NodeJS.ProcessEnv; socket: string; log: () => string }> {
+export interface Pulse {
+  daemon: ChildProcess;
+  env: NodeJS.ProcessEnv;
+  socket: string;
+  log: () => string;
+  /** Stops the daemon and waits (up to 5 s) until it is gone, so its folder can be removed. */
+  stop: () => Promise<void>;
+}
+
+export async function startPulse(dir: string): Promise<Pulse> {
   const run = join(dir, 'run');
   const state = join(dir, 'state');
   await mkdir(run, { recursive: true });
@@ -29,6 +38,15 @@ export async function startPulse(dir: string): Promise<{ daemon: ChildProcess; e
   const socket = join(run, 'native');
   for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(existsSync(socket), `pulseaudio did not start:\n${log}`);
-  return { daemon, env, socket, log: () => log };
+  const stop = async () => {
+    if (daemon.exitCode !== null || daemon.signalCode !== null) return;
+    const gone = new Promise<void>((r) => daemon.once('exit', () => r()));
+    daemon.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([gone, new Promise<void>((r) => (timer = setTimeout(r, 5000)))]);
+    clearTimeout(timer);
+    if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill('SIGKILL');
+  };
+  return { daemon, env, socket, log: () => log, stop };
 }
 
