@@ -44,7 +44,8 @@ describe('prepared starts: the first play of a held track starts at once', () =>
       const measure = join(await tempDir('firefly-measure-'), 'frames.jsonl');
       const { proc } = await startControlNode(broker, hub, {
         name,
-        extraArgs: ['--serve-host', '127.0.0.1', '--serve-port', '0', '--output', 'measure', '--measure-file', measure, `--sim-clock-offset=${offset}`, `--sim-clock-skew=${skew}`, '--output-buffer', '50'],
+        // A long MQTT keepalive: the second test stalls a node's heartbeats without the broker dropping its connection.
+        extraArgs: ['--serve-host', '127.0.0.1', '--serve-port', '0', '--output', 'measure', '--measure-file', measure, `--sim-clock-offset=${offset}`, `--sim-clock-skew=${skew}`, '--output-buffer', '50', '--keepalive', '20'],
       });
       nodes.push({ name, proc, measure });
     }
@@ -94,6 +95,41 @@ describe('prepared starts: the first play of a held track starts at once', () =>
       const worst = scheduleError(frames, g.playback.anchor!, RATE, g.playback.anchor!.hubMs + SETTLE_MS);
       assert.ok(worst <= BOUND_MS, `${nodes[i].name} plays up to ${worst.toFixed(3)} ms off the schedule`);
     }
+    await observer.command('stop', { groupId });
+  });
+
+  it('a node whose heartbeats stopped for a while is welcomed again when they resume (it announces its holdings again) and keeps its cached starts at the hub: a play from the start goes at once', async () => {
+    const a = entries.get('a.flac')!;
+    const c = entries.get('c.ogg')!;
+    const attic = nodes.find((n) => n.name === 'attic')!;
+    const atticUuid = (JSON.parse((await ctl(broker, ['nodes', '--json'])).trim().split('\n').find((l) => l.includes('"attic"'))!) as { uuid: string }).uuid;
+    const holdingsTopic = `${broker.prefix}/node/${atticUuid}/holdings`;
+    await observer.subscribe(holdingsTopic);
+    const since = observer.messages.length;
+    await observer.command('play', { groupId, entryId: a });
+    await observer.after<GroupState>(since, observer.topics.groupState(groupId), 'A playing', (s) => s.playback.anchor !== null && s.playback.entryId === a, 15_000);
+    // Frozen past the hub's heartbeat timeout (3 s), well inside the broker's keepalive (30 s):
+    // the hub marks it offline and, when its heartbeats resume, online again, with no new
+    // join (no welcome that would make the node report its starts again).
+    const stalledAt = Date.now();
+    attic.proc.child.kill('SIGSTOP');
+    try {
+      await hub.proc.waitForLog((l) => l.msg === 'node timeout' && l.name === 'attic' && (l.time as number) >= stalledAt, 15_000);
+    } finally {
+      attic.proc.child.kill('SIGCONT');
+    }
+    await hub.proc.waitForLog((l) => l.msg === 'node online' && l.name === 'attic' && (l.time as number) >= stalledAt, 15_000);
+    assert.ok(!hub.proc.logs.some((l) => l.module === 'registry' && l.name === 'attic' && (l.time as number) >= stalledAt && l.msg === 'node offline'), 'the broker kept the connection (no last will)');
+    // The hub dropped what the node had announced (its holdings) when it marked it offline:
+    // it welcomes it again, and the node announces everything again.
+    await hub.proc.waitForLog((l) => l.msg === 'node heartbeats resumed; welcomed again' && l.name === 'attic' && (l.time as number) >= stalledAt, 5000);
+    await waitFor('attic announced its holdings again', () => observer.messages.some((m) => m.at >= stalledAt && m.topic === holdingsTopic && m.payload.includes('"reset":true')), 5000);
+    // Straight to another track while A plays: no stop, so no cue asks the nodes for their starts.
+    const again = observer.messages.length;
+    await observer.command('play', { groupId, entryId: c });
+    const g = await observer.after<GroupState>(again, observer.topics.groupState(groupId), 'C started', (s) => s.playback.anchor !== null && s.playback.entryId === c, 15_000);
+    const startedLog = await hub.proc.waitForLog((l) => l.msg === 'session started' && l.session === g.playback.session, 5000);
+    assert.equal(startedLog.why, 'every member has the start decoded', `the hub forgot attic's starts while its heartbeats stalled: ${JSON.stringify(startedLog)}`);
     await observer.command('stop', { groupId });
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openHubDb } from '../hub/hub-db.js';
 import { PlayQueue, SESSION_SCHEMA } from '../hub/playback/play-queue.js';
-import { DEFAULT_COORDINATOR, SyncCoordinator, type CoordinatorContext, type TrackInfo } from '../hub/playback/sync-coordinator.js';
+import { DEFAULT_COORDINATOR, SyncCoordinator, type CoordinatorContext, type MemberStarts, type TrackInfo } from '../hub/playback/sync-coordinator.js';
 import { createLogger } from '../src/log.js';
 import type { NodeCommand } from '../src/protocol/schemas.js';
 import type { Db } from '../src/storage/sqlite.js';
@@ -40,6 +40,8 @@ describe('SyncCoordinator: starting at once', () => {
     queue.add([track.entryId, ...after.map((t) => t.entryId)]);
     const sent: { nodeId: number; command: NodeCommand }[] = [];
     const clock = { now: 10_000 };
+    /** The hub's map of each member's cached starts (Playback keeps it; the coordinator reads it). */
+    const starts = new Map<number, MemberStarts>();
     const ctx: CoordinatorContext = {
       now: () => clock.now,
       track: (entryId) => [track, ...after].find((t) => t.entryId === entryId),
@@ -48,6 +50,7 @@ describe('SyncCoordinator: starting at once', () => {
       sendOutput: () => undefined,
       holds: (nodeId, contentId) => [track, ...after].some((t) => t.contentId === contentId) && holds(nodeId),
       changed: () => undefined,
+      starts: (nodeId) => starts.get(nodeId),
     };
     const coordinator = new SyncCoordinator(queue, ctx, DEFAULT_COORDINATOR, createLogger('test', 'silent'));
     const of = (kind: NodeCommand['command']) => sent.filter((s) => s.command.command === kind);
@@ -71,11 +74,10 @@ describe('SyncCoordinator: starting at once', () => {
     const kept = (nodeId: number, fromMs: number, toMs: number, entryId = track.entryId, outputDelayMs = 50) =>
       coordinator.onPlayerEvent(nodeId, { event: 'kept', spots: [{ entryId, contentId: track.contentId, fromMs, toMs }], outputDelayMs });
     /** A member reports whose starts it keeps decoded (as a node does once a track played from its start). */
-    const intros = (nodeId: number, contentIds: string[], outputDelayMs = 50) =>
-      coordinator.onPlayerEvent(nodeId, { event: 'intros', intros: contentIds.map((contentId) => ({ entryId: track.entryId, contentId })), outputDelayMs });
+    const intros = (nodeId: number, contentIds: string[], outputDelayMs = 50) => starts.set(nodeId, { contentIds: new Set(contentIds), outputDelayMs });
     const cues = () => of('cue').map((c) => ({ nodeId: c.nodeId, ...(c.command as Extract<NodeCommand, { command: 'cue' }>) }));
     const clear = () => (sent.length = 0);
-    return { coordinator, play, kept, intros, cues, clear, sent, of, clock };
+    return { coordinator, play, kept, intros, starts, cues, clear, sent, of, clock };
   }
 
   it('waits for the barrier on a first play: nothing is kept decoded yet', () => {
@@ -187,7 +189,7 @@ describe('SyncCoordinator: starting at once', () => {
     assert.deepEqual(cues().map((c) => [c.nodeId, c.upcoming?.map((u) => u.entryId)]), [[1, [8]], [2, [8]]], 'the pause names what follows');
     kept(1, paused - 1000, paused + 1900);
     kept(2, paused - 1000, paused + 1900);
-    coordinator.onPlayerEvent(2, { event: 'intros', intros: [{ entryId: 8, contentId: eight.contentId }], outputDelayMs: 50 });
+    intros(2, [eight.contentId]);
     clear();
     coordinator.queueChanged();
     assert.deepEqual(cues().map((c) => c.nodeId), [1], 'member 1 keeps the track but has not reported the start of 8');
@@ -199,7 +201,7 @@ describe('SyncCoordinator: starting at once', () => {
   });
 
   it('a play from the start goes at once when every member has the start decoded, across sessions; any other position waits', () => {
-    const { coordinator, play, intros, clock, of, sent } = rig([1, 2, 3], () => true);
+    const { coordinator, play, intros, starts, clock, of, sent } = rig([1, 2, 3], () => true);
     play();
     intros(1, [track.contentId]);
     intros(2, [track.contentId], 90);
@@ -218,8 +220,10 @@ describe('SyncCoordinator: starting at once', () => {
     coordinator.seek(20);
     assert.equal(of('start').length, 0, 'a seek elsewhere waits for the barrier');
     coordinator.stop();
-    coordinator.memberOnline(1);
-    assert.equal(play().startedAtOnce, 0, 'member 1 came (back) online: its cached starts are forgotten');
+    // Read from the hub's map at each play: once member 1's starts are gone from it (it restarted), the barrier.
+    assert.equal(play().startedAtOnce, 3, 'still every member');
+    starts.delete(1);
+    assert.equal(play().startedAtOnce, 0, 'member 1 has no starts reported any more');
     coordinator.close();
   });
 

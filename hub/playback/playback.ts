@@ -8,7 +8,7 @@ import { CommandError, type CommandRouter } from '../control/commands.js';
 import type { Groups } from '../groups/groups.js';
 import type { NodeRegistry } from '../registry/registry.js';
 import { PlayQueue, SESSION_SCHEMA } from './play-queue.js';
-import { DEFAULT_COORDINATOR, PlaybackRefusal, SyncCoordinator, type CoordinatorOptions, type TrackInfo } from './sync-coordinator.js';
+import { DEFAULT_COORDINATOR, PlaybackRefusal, SyncCoordinator, type CoordinatorOptions, type MemberStarts, type TrackInfo } from './sync-coordinator.js';
 
 /** What the Groups module shows of playback in each group state. */
 export interface PlaybackDirectory {
@@ -34,8 +34,11 @@ export class Playback implements PlaybackDirectory {
   /** Resolves `play {playlistId}`; absent until a playlist module registers. */
   playlists?: PlaylistDirectory;
   private readonly coordinators = new Map<number, SyncCoordinator>();
-  /** Each online node's last 'intros' report (the starts it keeps decoded), group or none. */
-  private readonly lastIntros = new Map<number, Extract<PlayerEvent, { event: 'intros' }>>();
+  /**
+   * Each node's cached track starts (its last 'intros' report), group or none: the one
+   * place the hub keeps them; every group's coordinator reads them here (ctx.starts).
+   */
+  private readonly starts = new Map<number, MemberStarts>();
 
   constructor(
     private readonly db: Db,
@@ -185,10 +188,8 @@ export class Playback implements PlaybackDirectory {
     if (from !== null && from !== to) this.coordinators.get(from)?.memberGone(nodeId, this.registry.isOnline(nodeId));
     if (to !== null && from !== to && this.registry.isOnline(nodeId)) {
       const g = this.coordinator(to);
+      // Its cached starts did not change with its group: the new group reads them from this.starts.
       g.memberOnline(nodeId);
-      // Its cached starts did not change with its group: the new group knows them at once.
-      const intros = this.lastIntros.get(nodeId);
-      if (intros) g.onPlayerEvent(nodeId, intros);
     }
   }
 
@@ -214,9 +215,10 @@ export class Playback implements PlaybackDirectory {
         send: (nodeId, command) => this.send(nodeId, command),
         sendOutput: (nodeId) => this.sendOutput(nodeId),
         holds: (nodeId, contentId) => {
-          const uuid = this.registry.info(nodeId)?.uuid;
+          const uuid = this.registry.uuidOf(nodeId);
           return uuid !== undefined && this.holdsWhole?.(uuid, contentId) === true;
         },
+        starts: (nodeId) => this.starts.get(nodeId),
         changed: () => this.publish(groupId),
       },
       this.options,
@@ -267,15 +269,17 @@ export class Playback implements PlaybackDirectory {
   }
 
   private readonly onOnline = (node: { nodeId: number }) => {
-    // A node that (re)started reports its cached starts again after the welcome.
-    this.lastIntros.delete(node.nodeId);
     const groupId = this.groups.groupIdOfNode(node.nodeId);
     if (groupId !== null) this.coordinator(groupId).memberOnline(node.nodeId);
     else this.sendOutput(node.nodeId);
   };
 
-  private readonly onOffline = (node: { nodeId: number }) => {
-    this.lastIntros.delete(node.nodeId);
+  private readonly onOffline = (node: { nodeId: number }, reason?: string) => {
+    // A node that went away (shut down, connection lost) may come back with other starts
+    // cached: it reports them after its welcome, and until then it has none here. One
+    // whose heartbeats merely stopped for a while ('timeout') is the same process with the
+    // same cache when they resume, without a welcome that would make it report again.
+    if (reason !== 'timeout') this.starts.delete(node.nodeId);
     const groupId = this.groups.groupIdOfNode(node.nodeId);
     if (groupId !== null) this.coordinators.get(groupId)?.memberGone(node.nodeId, false);
   };
@@ -288,7 +292,7 @@ export class Playback implements PlaybackDirectory {
     const nodeId = this.registry.idOf(where.uuid);
     if (nodeId === undefined) return;
     // Kept whatever the node's group (none yet, say): a group it joins later gets them.
-    if (parsed.value.event === 'intros') this.lastIntros.set(nodeId, parsed.value);
+    if (parsed.value.event === 'intros') this.starts.set(nodeId, { contentIds: new Set(parsed.value.intros.map((i) => i.contentId)), outputDelayMs: parsed.value.outputDelayMs });
     const groupId = this.groups.groupIdOfNode(nodeId);
     if (groupId === null) return;
     this.coordinator(groupId).onPlayerEvent(nodeId, parsed.value);

@@ -20,8 +20,19 @@ export interface CoordinatorContext {
   sendOutput(nodeId: number): void;
   /** Does the member hold every chunk of this content (content id, hex), as it announced? Unknown: false. */
   holds?(nodeId: number, contentId: string): boolean;
+  /**
+   * The starts the member has cached (its last 'intros' report: content ids, and its
+   * output delay then), kept by the hub whatever the member's group. Unknown: undefined.
+   */
+  starts?(nodeId: number): MemberStarts | undefined;
   /** The group's state changed: publish it. */
   changed(): void;
+}
+
+/** A member's cached track starts, as it last reported them. */
+export interface MemberStarts {
+  contentIds: ReadonlySet<string>;
+  outputDelayMs: number;
 }
 
 export interface CoordinatorOptions {
@@ -108,8 +119,6 @@ export class SyncCoordinator {
   private failuresInARow = 0;
   /** What each member said it keeps decoded between sessions (a 'kept' event); forgotten once it is prepared again. */
   private readonly kept = new Map<number, Extract<PlayerEvent, { event: 'kept' }>>();
-  /** Whose starts each member keeps decoded (an 'intros' event: content ids), across sessions; forgotten when it comes (back) online. */
-  private readonly intros = new Map<number, { contentIds: Set<string>; outputDelayMs: number }>();
 
   constructor(
     readonly queue: PlayQueue,
@@ -237,9 +246,9 @@ export class SyncCoordinator {
 
   /** A member came online or joined the group: if the group plays, it joins in sync. */
   memberOnline(nodeId: number): void {
-    // A node that (re)started has no decode kept: its next start waits for the barrier.
+    // A node that (re)started has no decode kept: its next start waits for the barrier
+    // (its cached starts are the hub's to know: ctx.starts).
     this.kept.delete(nodeId);
-    this.intros.delete(nodeId);
     this.ctx.sendOutput(nodeId);
     const s = this.session;
     if (!s || this.state !== 'playing') return this.cue([nodeId]);
@@ -252,7 +261,6 @@ export class SyncCoordinator {
   /** A member went offline or left the group: the barrier no longer waits for it. */
   memberGone(nodeId: number, stillReachable: boolean): void {
     this.kept.delete(nodeId);
-    this.intros.delete(nodeId);
     const s = this.session;
     if (!s) return;
     if (stillReachable) this.ctx.send(nodeId, { command: 'stop', session: s.id });
@@ -266,10 +274,8 @@ export class SyncCoordinator {
       if (this.state !== 'playing' && this.ctx.onlineMembers().includes(nodeId)) this.kept.set(nodeId, event);
       return;
     }
-    if (event.event === 'intros') {
-      if (this.ctx.onlineMembers().includes(nodeId)) this.intros.set(nodeId, { contentIds: new Set(event.intros.map((i) => i.contentId)), outputDelayMs: event.outputDelayMs });
-      return;
-    }
+    // The hub keeps each node's cached starts (ctx.starts), whatever its group.
+    if (event.event === 'intros') return;
     if (event.event === 'error') {
       this.recordError(nodeId, event.entryId, event.message);
       if (!s || event.session !== s.id) return;
@@ -424,7 +430,7 @@ export class SyncCoordinator {
     const coming = next ? [next, ...upcoming] : [];
     for (const nodeId of nodeIds) {
       const ready = this.keeps(nodeId, track, positionMs) || this.hasStart(nodeId, track, positionMs);
-      const starts = this.intros.get(nodeId)?.contentIds;
+      const starts = this.ctx.starts?.(nodeId)?.contentIds;
       if (ready && coming.every((t) => starts?.has(t.contentId))) continue;
       this.ctx.send(nodeId, { command: 'cue', track: ref(track), positionMs, ...(coming.length > 0 && { upcoming: coming }) });
     }
@@ -437,7 +443,7 @@ export class SyncCoordinator {
 
   /** The member reported the track's start decoded, and the play is from the start. */
   private hasStart(nodeId: number, track: TrackInfo, positionMs: number): boolean {
-    return positionMs === 0 && (this.intros.get(nodeId)?.contentIds.has(track.contentId) ?? false);
+    return positionMs === 0 && (this.ctx.starts?.(nodeId)?.contentIds.has(track.contentId) ?? false);
   }
 
   /**
@@ -459,7 +465,7 @@ export class SyncCoordinator {
     for (const nodeId of members) {
       if (this.ctx.holds && !this.ctx.holds(nodeId, track.contentId)) return undefined;
       const kept = this.kept.get(nodeId);
-      const intros = this.intros.get(nodeId);
+      const intros = this.ctx.starts?.(nodeId);
       if (kept && this.keeps(nodeId, track, positionMs)) delay = Math.max(delay, kept.outputDelayMs);
       else if (intros && this.hasStart(nodeId, track, positionMs)) (delay = Math.max(delay, intros.outputDelayMs)), (fromIntro = true);
       else return undefined;

@@ -59,6 +59,8 @@ interface LiveState {
   online: boolean;
   lastSeen: number;
   heartbeat?: Heartbeat;
+  /** Marked offline because its heartbeats stopped (its connection may have stayed up). */
+  timedOut?: boolean;
 }
 
 interface RegistryEvents {
@@ -136,6 +138,11 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
   /** The id of the node with this uuid (one indexed lookup; list() builds every node's info). */
   idOf(uuid: string): number | undefined {
     return this.rowByUuid(uuid)?.id;
+  }
+
+  /** The uuid of the node with this id (one indexed lookup; info() builds the whole node info). */
+  uuidOf(nodeId: number): string | undefined {
+    return this.rowById(nodeId)?.uuid;
   }
 
   isOnline(nodeId: number): boolean {
@@ -221,6 +228,7 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
     const live = this.live.get(row.uuid);
     if (!live?.online) return;
     live.online = false;
+    live.timedOut = reason === 'timeout';
     cached(this.db, 'UPDATE nodes SET last_seen = ? WHERE id = ?').run(live.lastSeen, row.id);
     this.notify(reason === 'timeout' ? 'timeout' : 'offline', row, reason);
     this.emit('offline', this.toInfo(row), reason);
@@ -247,16 +255,7 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
       this.emit('changed', this.toInfo(row));
     }
     if (first) this.notify('joined', row, `software ${join.software}, protocol ${join.protocol}`);
-    const welcome: Welcome = {
-      nodeId: row.id,
-      uuid: row.uuid,
-      name: row.name,
-      volume: row.volume,
-      group: this.groups?.groupOfNode(row.id) ?? null,
-      libraryVersion: this.options.libraryVersion(),
-      ...(this.options.swarmToken ? { swarmToken: this.options.swarmToken } : {}),
-    };
-    this.channel.publish(this.channel.topics.nodeWelcome(row.uuid), welcome);
+    this.sendWelcome(row);
     this.sendVolume(row.id);
     this.setOnline(row, now);
     if (first) this.publishList();
@@ -274,6 +273,25 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
     else this.setOffline(row, parsed.value.reason ?? 'lost');
   }
 
+  /**
+   * The welcome: a node's id, name, volume, group and the library version. A node answers
+   * every welcome by announcing everything again (its holdings, its cached starts).
+   */
+  private sendWelcome(row: NodeRow): void {
+    const live = this.live.get(row.uuid);
+    if (live) live.timedOut = false;
+    const welcome: Welcome = {
+      nodeId: row.id,
+      uuid: row.uuid,
+      name: row.name,
+      volume: row.volume,
+      group: this.groups?.groupOfNode(row.id) ?? null,
+      libraryVersion: this.options.libraryVersion(),
+      ...(this.options.swarmToken ? { swarmToken: this.options.swarmToken } : {}),
+    };
+    this.channel.publish(this.channel.topics.nodeWelcome(row.uuid), welcome);
+  }
+
   private onHeartbeat(message: IncomingMessage): void {
     const where = this.channel.topics.parseNodeTopic(message.topic);
     if (!where) return this.channel.error(message.topic, 'unknown-topic', 'not a node topic: expected <prefix>/node/<uuid>/heartbeat');
@@ -285,7 +303,15 @@ export class NodeRegistry extends EventEmitter<RegistryEvents> {
     if (live) live.heartbeat = parsed.value;
     else this.live.set(row.uuid, { online: false, lastSeen: Date.now(), heartbeat: parsed.value });
     this.statsDirty = true;
+    // Back after its heartbeats stopped, with no new join (the connection stayed up): the
+    // hub forgot what it announced when it marked it offline (holdings: every module
+    // drops a node's state then), so it is welcomed again and says it all again.
+    const returning = live?.timedOut === true && !live.online;
     this.setOnline(row, Date.now());
+    if (returning) {
+      this.log.info({ nodeId: row.id, name: row.name }, 'node heartbeats resumed; welcomed again');
+      this.sendWelcome(row);
+    }
   }
 
   /** Timers run outside any MQTT handler: a bug in one must be logged, not crash the hub. */
