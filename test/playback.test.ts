@@ -14,7 +14,7 @@ import type { GroupState } from '../src/protocol/schemas.js';
 import type { CommandName } from '../src/protocol/topics.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { agreement, frameZeroMs, framesOf, readMeasure, scheduleError, type MeasureRecord } from './helpers/measure.js';
+import { agreement, frameZeroMs, framesOf, readMeasure, scheduleError, START_LATE_FRAMES, type MeasureRecord } from './helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
 
 const RATE = 48000;
@@ -222,7 +222,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
       const frames = framesOf(await readMeasure(n.measure), session!);
       // Its first frame played is the seek's (a drift correction may drop a single frame there).
       const first = Math.min(...frames.keys()) - 14 * RATE;
-      assert.ok(first >= 0 && first <= 2, `${n.name}: the resume began ${first} frames from the seek's frame`);
+      assert.ok(first >= 0 && first <= START_LATE_FRAMES, `${n.name}: the resume began ${first} frames from the seek's frame`);
     }
   });
 
@@ -247,7 +247,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     for (const n of playing) {
       const frames = framesOf(await readMeasure(n.measure), session!);
       const first = Math.min(...frames.keys());
-      assert.ok(first >= 0 && first <= 2, `${n.name}: the replay began at frame ${first}`);
+      assert.ok(first >= 0 && first <= START_LATE_FRAMES, `${n.name}: the replay began at frame ${first}`);
     }
   });
 
@@ -310,7 +310,7 @@ describe('synchronised playback (hub + 3 nodes, measurement outputs)', () => {
     await assertInSync(g, 'replay after a stop (cached start + parked decode)');
     for (const n of playing) {
       const first = Math.min(...framesOf(await readMeasure(n.measure), session!).keys());
-      assert.ok(first >= 0 && first <= 2, `${n.name}: the replay began at frame ${first}`);
+      assert.ok(first >= 0 && first <= START_LATE_FRAMES, `${n.name}: the replay began at frame ${first}`);
     }
   });
 

@@ -10,7 +10,7 @@ import { monotonicMs } from '../src/clock/local-clock.js';
 import type { GroupState } from '../src/protocol/schemas.js';
 import { makeTrack } from './helpers/audio.js';
 import { ctl, embeddedBroker, Observer, startControlHub, startControlNode, type BrokerAccess, type HubProcess } from './helpers/control-plane.js';
-import { agreement, framesOf, readMeasure, scheduleError } from './helpers/measure.js';
+import { agreement, framesOf, readMeasure, scheduleError, START_LATE_FRAMES } from './helpers/measure.js';
 import { cleanup, ctlLibrary, tempDir, waitFor, type FireflyProcess } from './helpers/processes.js';
 
 const RATE = 48000;
@@ -91,7 +91,7 @@ describe('prepared starts: the first play of a held track starts at once', () =>
     assert.ok(a.maxSpreadMs <= BOUND_MS, `nodes disagree by up to ${a.maxSpreadMs.toFixed(3)} ms (bound ${BOUND_MS})`);
     for (const [i, frames] of perNode.entries()) {
       const first = Math.min(...frames.keys());
-      assert.ok(first >= 0 && first <= 2, `${nodes[i].name}: the first play began at frame ${first}`);
+      assert.ok(first >= 0 && first <= START_LATE_FRAMES, `${nodes[i].name}: the first play began at frame ${first}`);
       const worst = scheduleError(frames, g.playback.anchor!, RATE, g.playback.anchor!.hubMs + SETTLE_MS);
       assert.ok(worst <= BOUND_MS, `${nodes[i].name} plays up to ${worst.toFixed(3)} ms off the schedule`);
     }
