@@ -242,7 +242,7 @@ export class Playback implements PlaybackDirectory {
   }
 
   private send(nodeId: number, command: NodeCommand): void {
-    const uuid = this.registry.info(nodeId)?.uuid;
+    const uuid = this.registry.uuidOf(nodeId);
     if (uuid) this.channel.publish(this.channel.topics.nodeCommand(uuid), command);
   }
 

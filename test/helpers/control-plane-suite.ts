@@ -290,15 +290,18 @@ export function controlPlaneSuite(makeBroker: () => Promise<BrokerAccess>): void
     const t = observer.topics;
     const silent = nodes[2];
     const stoppedAt = Date.now();
+    let resumedAt = stoppedAt;
     silent.proc.child.kill('SIGSTOP');
     try {
       const gone = await observer.waitFor<NodeEvent>('offline after SIGSTOP', t.nodeEvents, (e) => (e.event === 'timeout' || e.event === 'offline') && e.nodeId === silent.nodeId && e.at >= stoppedAt, 6000);
       const ms = gone.at - stoppedAt;
       assert.ok(ms <= 4000, `silent node offline after ${ms} ms`);
     } finally {
+      // Taken before the signal: the node may be back online (and the hub say so) before
+      // this process runs again after kill() on a loaded machine.
+      resumedAt = Date.now();
       silent.proc.child.kill('SIGCONT');
     }
-    const resumedAt = Date.now();
     await observer.waitFor<NodeEvent>('online after SIGCONT', t.nodeEvents, (e) => e.event === 'online' && e.nodeId === silent.nodeId && e.at >= resumedAt, 10_000);
   });
 

@@ -647,15 +647,16 @@ export class Player {
     const prestartMs = Math.max(this.options.prestartAheadMs, this.options.prerollMs);
     // From the cached start: seeded into a new decode, or put in front of a parked one (joined).
     const intro = joined || (!reused && startFrame < this.intros.frames && this.intros.has(c.track));
-    // A new decode after the cached start opens once the session's first frame is written (SEED_OPEN_BELOW_MS).
-    const timeline = reused ?? this.timeline(c.track, startFrame, c.next, c.upcoming, prestartMs, false, intro);
+    const held = this.deps.holds?.(c.track) ?? false;
+    // A new decode after the cached start opens once the session's first frame is written
+    // (SEED_OPEN_BELOW_MS); at once if the track is still to fetch, which must not wait.
+    const timeline = reused ?? this.timeline(c.track, startFrame, c.next, c.upcoming, prestartMs, false, intro && held);
     this.owners.set(timeline, c.session);
     const s: Session = { id: c.session, timeline, first: c.track, ready: false, positionFrames: startFrame, ended: false };
     this.session = s;
     this.warmList = this.upcomingToWarm([c.next, ...(c.upcoming ?? [])]);
     this.loop = this.run(s);
     // Ready once the pre-roll is decoded (or the track is shorter than that); a short one when the track is all here.
-    const held = this.deps.holds?.(c.track) ?? false;
     const prerollMs = held ? Math.min(this.options.heldPrerollMs, this.options.prerollMs) : this.options.prerollMs;
     const preroll = Math.round((prerollMs * this.rate) / 1000);
     while (this.session === s && !s.timeline.error && !s.timeline.finished && s.timeline.bufferedFrames < preroll) await s.timeline.whenMoreData();
