@@ -200,6 +200,9 @@ export async function benchCommandToSound(options: CommandToSoundOptions = {}): 
       }),
     );
     const preparedMs = performance.now() - preparing;
+    // …and the hub has that report: one run sent its first play 8 ms after the last
+    // node logged its report, before the hub had it, and that play met the barrier.
+    await new Promise((res) => setTimeout(res, 500));
     const all: number[] = [];
     const worst: number[] = [];
     // Where the time goes, from the hub's log: command → session prepared, the barrier, the start margin.
