@@ -30,6 +30,16 @@ async function drain(timeline: PcmTimeline, frames: number, onBlock: (block: Blo
   }
 }
 
+/** Drains the timeline (after the blocks in `parts`, taken already), closes it, and returns every sample in one array. */
+async function decodeRest(timeline: PcmTimeline, frames: number, parts: Int16Array[] = []): Promise<Int16Array> {
+  await drain(timeline, frames, (block) => parts.push(block.pcm.slice()));
+  await timeline.close();
+  const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) all.set(p, at), (at += p.length);
+  return all;
+}
+
 describe('PcmTimeline', () => {
   it('plays on through next and the upcoming tracks on its own, gaplessly, then finishes', async () => {
     const dir = await tempDir('firefly-timeline-');
@@ -112,15 +122,7 @@ describe('PcmTimeline', () => {
       await makeTone(file, { format, seconds: 2, sampleRate: 44100, frequency: 437 });
       const ref: TrackRef = { entryId: 1, contentId: 'ef'.repeat(32), format, durationMs: 2000 };
       const introFrames = RATE / 2;
-      const decodeAll = async (timeline: PcmTimeline) => {
-        const parts: Int16Array[] = [];
-        await drain(timeline, 4800, (block) => parts.push(block.pcm.slice()));
-        await timeline.close();
-        const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-        let at = 0;
-        for (const p of parts) all.set(p, at), (at += p.length);
-        return all;
-      };
+      const decodeAll = (timeline: PcmTimeline) => decodeRest(timeline, 4800);
       let intro: Int16Array | undefined;
       const options = (seed?: Int16Array) => ({ sampleRate: RATE, channels: 2, aheadFrames: RATE * 4, readFrames: 4096, seed, introFrames, onIntro: (_t: TrackRef, pcm: Int16Array) => (intro = pcm) });
       const open = async () => createReadStream(file);
@@ -152,14 +154,7 @@ describe('PcmTimeline', () => {
     const open = async () => (opens++, createReadStream(file));
     let intro: Int16Array | undefined;
     const options = (seed?: Int16Array, openBelowFrames?: number) => ({ sampleRate: RATE, channels: 2, aheadFrames: RATE * 4, readFrames: 4096, seed, introFrames, onIntro: (_t: TrackRef, pcm: Int16Array) => (intro = pcm), ...(openBelowFrames !== undefined && { openBelowFrames }) });
-    const collect = async (timeline: PcmTimeline, parts: Int16Array[]) => {
-      await drain(timeline, 960, (block) => parts.push(block.pcm.slice()));
-      await timeline.close();
-      const all = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of parts) all.set(p, at), (at += p.length);
-      return all;
-    };
+    const collect = (timeline: PcmTimeline, parts: Int16Array[]) => decodeRest(timeline, 960, parts);
     const plain = await collect(new PcmTimeline(ref, 0, null, open, openDecoder, options(), () => undefined), []);
     assert.ok(intro);
     opens = 0;
